@@ -1,0 +1,96 @@
+"""The one door to the network: a :class:`Fetcher` returns the body of a GET.
+
+Verification code never imports this module's HTTP client; it receives a fetcher (or none,
+for offline operation). Tests inject fakes from :mod:`veritee.testing`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from veritee.errors import CollateralUnavailableError
+
+#: Vendor answers larger than this are refused (a CRL of every AMD part is a few KiB).
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    max_age: float | None = None
+    """Seconds the answer may be reused, from ``Cache-Control: max-age`` (None: unknown)."""
+
+
+class Fetcher(Protocol):
+    """Something that performs an HTTP GET and returns the answer as bytes."""
+
+    def get(self, url: str) -> Response:
+        """Return the answer (any status); raise CollateralUnavailableError if none came."""
+        ...
+
+
+@dataclass
+class HttpFetcher:
+    """GET over httpx with timeouts, bounded bodies and retries with backoff on 429/5xx."""
+
+    timeout: float = 10.0
+    retries: int = 3
+    backoff: float = 1.0
+    user_agent: str = "veritee"
+    _client: httpx.Client | None = field(default=None, init=False, repr=False)
+
+    def get(self, url: str) -> Response:
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._get_once(url)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status not in _RETRY_STATUS:
+                return response
+            last = f"HTTP {response.status}"
+        raise CollateralUnavailableError(
+            f"GET {url} failed after {self.retries + 1} attempts ({last})"
+        )
+
+    def _get_once(self, url: str) -> Response:
+        client = self._client
+        if client is None:
+            client = self._client = httpx.Client(
+                timeout=self.timeout, headers={"User-Agent": self.user_agent}, follow_redirects=True
+            )
+        with client.stream("GET", url) as stream:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in stream.iter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise CollateralUnavailableError(
+                        f"GET {url}: answer larger than {MAX_RESPONSE_BYTES} bytes"
+                    )
+                chunks.append(chunk)
+            return Response(
+                status=stream.status_code,
+                body=b"".join(chunks),
+                max_age=_max_age(stream.headers.get("cache-control", "")),
+            )
+
+
+def _max_age(cache_control: str) -> float | None:
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None

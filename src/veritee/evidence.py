@@ -1,0 +1,108 @@
+"""Evidence as users hold it: raw bytes, hex text, base64/base64url text or JSON.
+
+:func:`decode_evidence` turns the bytes of one file (or one HTTP field) into an
+:class:`Evidence` without knowing which TEE produced it; each TEE's evidence adapter then
+reads the binary or the JSON form it understands. Nothing here verifies anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from veritee.errors import MalformedEvidenceError
+
+Form = Literal["raw", "hex", "base64", "json"]
+
+#: Evidence larger than this is refused before any parsing (the largest real evidence,
+#: an Azure vTPM bundle with a GPU, is well below 1 MiB).
+MAX_EVIDENCE_BYTES = 4 * 1024 * 1024
+
+_HEX_RE = re.compile(rb"\A(?:0[xX])?[0-9a-fA-F]+\Z")
+_B64_RE = re.compile(rb"\A[A-Za-z0-9+/_-]+={0,2}\Z")
+_WS = re.compile(rb"\s+")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One piece of evidence after its outer text encoding was removed."""
+
+    data: bytes
+    """The binary evidence (for ``form == "json"``: the UTF-8 JSON text)."""
+    form: Form
+    json: Any = field(default=None, compare=False)
+    """The decoded JSON document when ``form == "json"``."""
+
+    @classmethod
+    def from_json(cls, document: Any) -> Evidence:
+        """Wrap an already parsed JSON document (for example a field of a KBS request)."""
+        if isinstance(document, str):
+            return decode_evidence(document.encode())
+        text = json.dumps(document, separators=(",", ":")).encode()
+        return cls(data=text, form="json", json=document)
+
+
+def decode_text_bytes(text: bytes) -> bytes | None:
+    """Decode hex (optional ``0x``, whitespace ignored) or base64/base64url text; else None."""
+    compact = _WS.sub(b"", text)
+    if not compact:
+        return None
+    if _HEX_RE.match(compact) and len(compact.removeprefix(b"0x").removeprefix(b"0X")) % 2 == 0:
+        return bytes.fromhex(compact[2:].decode() if compact[:2] in (b"0x", b"0X") else compact.decode())
+    if _B64_RE.match(compact):
+        return b64decode_any(compact)
+    return None
+
+
+def b64decode_any(text: bytes | str) -> bytes | None:
+    """Decode standard or URL-safe base64, padded or not; None if it is neither."""
+    raw = text.encode() if isinstance(text, str) else text
+    raw = raw.strip()
+    alt = raw.replace(b"-", b"+").replace(b"_", b"/").rstrip(b"=")
+    if len(alt) % 4 == 1:
+        return None
+    try:
+        return base64.b64decode(alt + b"=" * (-len(alt) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def decode_evidence(blob: bytes) -> Evidence:
+    """Recognise the outer form of ``blob`` and strip it.
+
+    Raises:
+        MalformedEvidenceError: the blob is empty or larger than :data:`MAX_EVIDENCE_BYTES`.
+    """
+    if not blob:
+        raise MalformedEvidenceError("evidence is empty")
+    if len(blob) > MAX_EVIDENCE_BYTES:
+        raise MalformedEvidenceError(
+            f"evidence is {len(blob)} bytes, more than the limit of {MAX_EVIDENCE_BYTES}"
+        )
+    stripped = blob.strip()
+    if stripped[:1] in (b"{", b"["):
+        try:
+            document = json.loads(stripped)
+        except (UnicodeDecodeError, ValueError):
+            document = None
+        if document is not None:
+            return Evidence(data=stripped, form="json", json=document)
+    if _is_text(stripped):
+        decoded = decode_text_bytes(stripped)
+        if decoded is not None:
+            compact = _WS.sub(b"", stripped)
+            form: Form = "hex" if _HEX_RE.match(compact) else "base64"
+            return Evidence(data=decoded, form=form)
+    return Evidence(data=blob, form="raw")
+
+
+def _is_text(blob: bytes) -> bool:
+    try:
+        text = blob.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and all(c.isprintable() or c.isspace() for c in text)

@@ -1,0 +1,336 @@
+"""Every wire form of SNP evidence seen in the wild, reduced to (report bytes, cert table).
+
+Forms (amd-sev.md §1.6, §4; service-anchors.md §1.2):
+
+* the bare 1184-byte report, raw / hex / base64 (snpguest, go-sev-guest ``attestation.bin``),
+  possibly followed by a certificate table (extended report) or by bytes a tool appended;
+* an Azure HCL report (``HCLA`` header, report at 0x20);
+* Linux configfs-tsm JSON: ``{"outblob", "auxblob", "provider"}`` (base64 or base64url);
+* the Confidential Containers attester JSON: ``{"attestation_report": {...}, "cert_chain":
+  [{"cert_type", "data"}]}`` — the report as the serde fields of virtee/sev's
+  ``AttestationReport`` — also wrapped in a KBS ``{"primary_evidence": ...}``;
+* go-sev-guest's ``Attestation`` protojson (``{"report": {...}, "certificateChain": {...}}``).
+
+No crypto and no trust decision here: the verifier decides what the certificates are worth.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from veritee.errors import MalformedEvidenceError
+from veritee.evidence import Evidence, b64decode_any, decode_text_bytes
+from veritee.tee.snp import certtable
+from veritee.tee.snp.layout import (
+    FIELD_NAMES,
+    FIELD_SIZES,
+    REPORT_SIZE,
+    SnpReport,
+    TcbVersion,
+    parse_report,
+    pack_fields,
+    product_from_cpuid,
+)
+
+HCL_MAGIC = b"HCLA"
+HCL_REPORT_OFFSET = 0x20
+
+
+@dataclass(frozen=True, slots=True)
+class SnpEvidence:
+    report: SnpReport
+    certs: tuple[certtable.CertEntry, ...] = ()
+    form: str = "report"
+    """``report``, ``extended-report``, ``hcl``, ``configfs-tsm``, ``coco``, ``go-sev-guest``."""
+
+
+def parse_snp_evidence(evidence: Evidence) -> SnpEvidence:
+    """Find the report and any certificates in ``evidence``.
+
+    Raises:
+        MalformedEvidenceError: no report could be found or it does not parse.
+        UnsupportedVersionError: the report's VERSION is not supported.
+    """
+    if evidence.form == "json":
+        return _from_json(evidence.json)
+    return _from_binary(evidence.data)
+
+
+def _from_binary(data: bytes) -> SnpEvidence:
+    if data[:4] == HCL_MAGIC:
+        if len(data) < HCL_REPORT_OFFSET + REPORT_SIZE:
+            raise MalformedEvidenceError(
+                f"HCL report is {len(data)} bytes; the SNP report inside needs "
+                f"{HCL_REPORT_OFFSET + REPORT_SIZE}"
+            )
+        return SnpEvidence(parse_report(data[HCL_REPORT_OFFSET:]), form="hcl")
+    report = parse_report(data)
+    trailing = data[REPORT_SIZE:]
+    if len(trailing) >= certtable.ENTRY_SIZE:
+        try:
+            certs = certtable.parse_cert_table(trailing)
+        except MalformedEvidenceError:
+            certs = ()  # bytes a tool appended that are not a certificate table
+        if any(c.kind != "other" for c in certs):
+            return SnpEvidence(report, certs, form="extended-report")
+    return SnpEvidence(report)
+
+
+def _from_json(document: Any) -> SnpEvidence:
+    if not isinstance(document, Mapping):
+        raise MalformedEvidenceError(f"SNP JSON evidence must be an object, got {type(document).__name__}")
+    if "primary_evidence" in document:
+        return _from_json(_maybe_json_string(document["primary_evidence"]))
+    if "outblob" in document:
+        return _from_configfs_tsm(document)
+    if "attestation_report" in document:
+        return _from_coco(document)
+    if "report" in document:
+        return _from_go_sev_guest(document)
+    for key in ("quote", "evidence", "snp_report", "hw_report"):
+        if key in document:
+            return _from_json_value(document[key])
+    raise MalformedEvidenceError(
+        "SNP JSON evidence has none of the keys outblob, attestation_report, report, "
+        f"primary_evidence (keys: {sorted(map(str, document))[:10]})"
+    )
+
+
+def _maybe_json_string(value: Any) -> Any:
+    if isinstance(value, str) and value.lstrip()[:1] == "{":
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise MalformedEvidenceError(f"primary_evidence is not valid JSON: {exc}") from exc
+    return value
+
+
+def _from_json_value(value: Any) -> SnpEvidence:
+    if isinstance(value, Mapping):
+        return _from_json(value)
+    return _from_binary(_bytes_field(value, "report"))
+
+
+def _from_configfs_tsm(document: Mapping[str, Any]) -> SnpEvidence:
+    provider = document.get("provider")
+    if isinstance(provider, str) and provider.strip() not in ("sev_guest", ""):
+        raise MalformedEvidenceError(f"configfs-tsm provider is {provider.strip()!r}, not 'sev_guest'")
+    report = parse_report(_bytes_field(document["outblob"], "outblob"))
+    aux = document.get("auxblob")
+    certs = certtable.parse_cert_table(_bytes_field(aux, "auxblob")) if aux else ()
+    return SnpEvidence(report, certs, form="configfs-tsm")
+
+
+_COCO_CERT_TYPES = {"vcek": "vcek", "vlek": "vlek", "ask": "ask", "ark": "ark", "asvk": "ask"}
+
+
+def _from_coco(document: Mapping[str, Any]) -> SnpEvidence:
+    value = document["attestation_report"]
+    if isinstance(value, Mapping):
+        report = parse_report(report_from_fields(value))
+    else:
+        report = parse_report(_bytes_field(value, "attestation_report"))
+    certs: list[certtable.CertEntry] = []
+    chain = document.get("cert_chain") or []
+    if not isinstance(chain, list):
+        raise MalformedEvidenceError("cert_chain must be a list")
+    for index, item in enumerate(chain):
+        if not isinstance(item, Mapping):
+            raise MalformedEvidenceError(f"cert_chain[{index}] must be an object")
+        kind, guid = _coco_cert_type(item.get("cert_type"))
+        certs.append(certtable.CertEntry(kind, guid, _bytes_field(item.get("data"), "cert_chain.data")))
+    return SnpEvidence(report, tuple(certs), form="coco")
+
+
+def _coco_cert_type(value: Any) -> tuple[str, uuid.UUID]:
+    if isinstance(value, Mapping) and len(value) == 1:  # {"OTHER": "<uuid>"}
+        try:
+            guid = uuid.UUID(str(next(iter(value.values()))))
+        except ValueError as exc:
+            raise MalformedEvidenceError(f"cert_type {value!r} holds no UUID") from exc
+        return certtable.KNOWN.get(guid, "other"), guid
+    if isinstance(value, str):
+        kind = _COCO_CERT_TYPES.get(value.lower())
+        if kind is not None:
+            guid = next(g for g, k in certtable.KNOWN.items() if k == kind)
+            return kind, guid
+        try:
+            guid = uuid.UUID(value)
+        except ValueError:
+            pass
+        else:
+            return certtable.KNOWN.get(guid, "other"), guid
+    raise MalformedEvidenceError(f"unknown cert_type {value!r}")
+
+
+_GSG_CERTS = {"vcekCert": "vcek", "vlekCert": "vlek", "askCert": "ask", "arkCert": "ark",
+              "vcek_cert": "vcek", "vlek_cert": "vlek", "ask_cert": "ask", "ark_cert": "ark"}
+
+
+def _from_go_sev_guest(document: Mapping[str, Any]) -> SnpEvidence:
+    value = document["report"]
+    if isinstance(value, Mapping):
+        report = parse_report(report_from_fields(value))
+    else:
+        report = parse_report(_bytes_field(value, "report"))
+    chain = document.get("certificateChain") or document.get("certificate_chain") or {}
+    certs: list[certtable.CertEntry] = []
+    if isinstance(chain, Mapping):
+        for key, kind in _GSG_CERTS.items():
+            if chain.get(key):
+                guid = next(g for g, k in certtable.KNOWN.items() if k == kind)
+                certs.append(certtable.CertEntry(kind, guid, _bytes_field(chain[key], key)))
+    return SnpEvidence(report, tuple(certs), form="go-sev-guest")
+
+
+def _bytes_field(value: Any, name: str) -> bytes:
+    """Bytes from a JSON value: base64/base64url/hex text or a list of byte values."""
+    if isinstance(value, list):
+        if not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value):
+            raise MalformedEvidenceError(f"{name}: a byte list holds a value outside 0..255")
+        return bytes(value)
+    if isinstance(value, str):
+        text = value.strip().encode()
+        if text.startswith(b"-----BEGIN"):
+            return text
+        decoded = decode_text_bytes(text) if _looks_hex(text) else b64decode_any(text)
+        if decoded is None:
+            raise MalformedEvidenceError(f"{name} is neither base64 nor hex text")
+        return decoded
+    raise MalformedEvidenceError(f"{name} must be a string or a byte list, got {type(value).__name__}")
+
+
+def _looks_hex(text: bytes) -> bool:
+    return bool(re.fullmatch(rb"(0x)?[0-9a-fA-F]+", text)) and len(text) % 2 == 0
+
+
+# --- a report from its named fields (serde JSON of virtee/sev, protojson of go-sev-guest) ---
+
+_ALIASES = {
+    "sig_algo": "signature_algo",
+    "signature_algo": "signature_algo",
+    "plat_info": "platform_info",
+    "key_info": "signer_info",
+    "_author_key_en": "signer_info",
+    "author_key_en": "signer_info",
+    "signer_info": "signer_info",
+    "cpuid1eax_fms": "cpuid_fms",
+    "launch_mitigation_vector": "launch_mit_vector",
+    "current_mitigation_vector": "current_mit_vector",
+}
+_TCB_FIELDS = ("current_tcb", "reported_tcb", "committed_tcb", "launch_tcb")
+
+
+def report_from_fields(fields: Mapping[str, Any]) -> bytes:
+    """Rebuild the 1184 report bytes from a mapping of its fields.
+
+    Accepts snake_case or camelCase names, integers as numbers or decimal/hex strings,
+    byte fields as byte lists, hex or base64, TCBs as objects (``{"bootloader", "tee",
+    "snp", "microcode"[, "fmc"]}``), integers or 8 bytes, and the signature as
+    ``{"r", "s"}`` or 512 bytes.
+
+    Raises:
+        MalformedEvidenceError: a field is missing, of the wrong type or the wrong size.
+    """
+    norm = {_ALIASES.get(_snake(k), _snake(k)): v for k, v in fields.items()}
+    values: dict[str, Any] = {}
+    turin = _is_turin(norm)
+    for name in FIELD_NAMES:
+        if name in ("signature_r", "signature_s"):
+            continue
+        size = FIELD_SIZES[name]
+        raw = norm.get(name)
+        if raw is None:
+            if name in ("cpuid_fam_id", "cpuid_mod_id", "cpuid_step", "launch_mit_vector",
+                        "current_mit_vector", "committed_tcb", "launch_tcb") or name.startswith(
+                            ("committed_", "current_b", "current_m")):
+                values[name] = bytes(size) if name in _TCB_FIELDS else 0
+                continue
+            raise MalformedEvidenceError(f"report field {name!r} is missing")
+        if name in _TCB_FIELDS:
+            values[name] = _tcb_bytes(raw, name, turin=turin)
+        elif name in _BYTE_FIELDS:
+            values[name] = _sized(_bytes_field(raw, name), size, name)
+        else:
+            values[name] = _int_field(raw, name, size)
+    values["signature_r"], values["signature_s"] = _signature(norm.get("signature"))
+    return pack_fields(values)
+
+
+_BYTE_FIELDS = frozenset({
+    "family_id", "image_id", "report_data", "measurement", "host_data", "id_key_digest",
+    "author_key_digest", "report_id", "report_id_ma", "chip_id",
+})
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _is_turin(norm: Mapping[str, Any]) -> bool:
+    fam, model = norm.get("cpuid_fam_id"), norm.get("cpuid_mod_id")
+    if isinstance(fam, int) and isinstance(model, int):
+        return product_from_cpuid(fam, model) == "turin"
+    tcb = norm.get("reported_tcb")
+    return isinstance(tcb, Mapping) and tcb.get("fmc") is not None
+
+
+def _int_field(value: Any, name: str, size: int) -> int:
+    if isinstance(value, Mapping):  # bitfield newtypes serialised as {"0": n} or similar
+        inner = list(value.values())
+        if len(inner) == 1:
+            value = inner[0]
+    if isinstance(value, bool):
+        raise MalformedEvidenceError(f"report field {name} must be an integer, got a boolean")
+    if isinstance(value, str):
+        try:
+            value = int(value, 0)
+        except ValueError as exc:
+            raise MalformedEvidenceError(f"report field {name} is not an integer: {value!r}") from exc
+    if not isinstance(value, int) or not 0 <= value < 1 << (8 * size):
+        raise MalformedEvidenceError(f"report field {name} is not a {8 * size}-bit unsigned integer")
+    return value
+
+
+def _sized(data: bytes, size: int, name: str) -> bytes:
+    if len(data) != size:
+        raise MalformedEvidenceError(f"report field {name} is {len(data)} bytes, expected {size}")
+    return data
+
+
+def _tcb_bytes(value: Any, name: str, *, turin: bool) -> bytes:
+    if isinstance(value, Mapping):
+        parts = {_snake(k): v for k, v in value.items()}
+        try:
+            comp = {k: _int_field(parts[k], f"{name}.{k}", 1)
+                    for k in ("bootloader", "tee", "snp", "microcode")}
+        except KeyError as exc:
+            raise MalformedEvidenceError(f"{name} lacks component {exc}") from exc
+        fmc = parts.get("fmc")
+        if turin or fmc is not None:
+            return TcbVersion.compose(**comp, fmc=_int_field(fmc or 0, f"{name}.fmc", 1)).raw
+        return TcbVersion.compose(**comp).raw
+    if isinstance(value, int | str) and not _is_byte_text(value):
+        return _int_field(value, name, 8).to_bytes(8, "little")
+    return _sized(_bytes_field(value, name), 8, name)
+
+
+def _is_byte_text(value: Any) -> bool:
+    """A TCB given as text: decimal or ``0x`` text is a u64, anything else is bytes."""
+    return isinstance(value, str) and not (value.isdigit() or value.lower().startswith("0x"))
+
+
+def _signature(value: Any) -> tuple[bytes, bytes]:
+    if isinstance(value, Mapping):
+        r = _bytes_field(value.get("r"), "signature.r")
+        s = _bytes_field(value.get("s"), "signature.s")
+        return _sized(r, 72, "signature.r"), _sized(s, 72, "signature.s")
+    raw = _bytes_field(value, "signature")
+    if len(raw) < 144:
+        raise MalformedEvidenceError(f"signature is {len(raw)} bytes, expected at least 144")
+    return raw[:72], raw[72:144]

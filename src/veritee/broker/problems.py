@@ -1,0 +1,173 @@
+"""Every broker failure mapped to an HTTP status and an RFC 7807 body — in one place.
+
+The ``type`` URIs are the Confidential Containers KBS ones
+(``https://github.com/confidential-containers/kbs/errors/<Variant>``) so that existing
+clients and dashboards read them unchanged. Statuses follow the KBS protocol text: 401 for
+an unauthenticated or failed attestation, 403 for an authenticated client that policy
+refuses, 404 for a missing resource or path (Trustee's code answers 401 for the last two;
+clients only test for success). Malformed requests are 400, oversized ones 413.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from veritee.errors import EvidenceError, MisuseError, UndecidedError, VeriteeError
+
+KBS_ERROR_BASE = "https://github.com/confidential-containers/kbs/errors/"
+
+
+class BrokerError(MisuseError):
+    """A request the broker refuses; carries the KBS error variant and the HTTP status."""
+
+    variant = "KbsError"
+    http_status = 400
+
+    def __init__(self, detail: str, *, log_detail: str | None = None) -> None:
+        super().__init__(detail)
+        #: Extra detail for the server log only (never sent to the client).
+        self.log_detail = log_detail
+
+
+class InvalidRequest(BrokerError):
+    """The body is not what the endpoint takes."""
+
+    variant = "SerdeError"
+    http_status = 400
+
+
+class ProtocolVersionMismatch(BrokerError):
+    """The client speaks another KBS protocol version."""
+
+    variant = "ProtocolVersion"
+    http_status = 401
+
+
+class UnsupportedTee(BrokerError):
+    """No verifier for the TEE named."""
+
+    variant = "UnsupportedTee"
+    http_status = 400
+
+
+class SessionInvalid(BrokerError):
+    """No session, an unknown session, or an expired one."""
+
+    variant = "UnAuthenticatedCookie"
+    http_status = 401
+
+
+class AttestationFailed(BrokerError):
+    """The evidence did not verify or was not bound to the challenge."""
+
+    variant = "AttestationError"
+    http_status = 401
+
+
+class AttestationUndecided(BrokerError):
+    """Collateral needed to verify is missing or a vendor service is down."""
+
+    variant = "AttestationUndecided"
+    http_status = 503
+
+
+class TokenNotFound(BrokerError):
+    """No attestation token and no attested session."""
+
+    variant = "TokenNotFound"
+    http_status = 401
+
+
+class TokenInvalid(BrokerError):
+    """The token does not verify or has expired."""
+
+    variant = "TokenVerifierError"
+    http_status = 401
+
+
+class PolicyDeny(BrokerError):
+    """The resource policy refuses this client."""
+
+    variant = "PolicyDeny"
+    http_status = 403
+
+
+class ResourceNotFound(BrokerError):
+    """No resource at this path."""
+
+    variant = "ResourceNotFound"
+    http_status = 404
+
+
+class InvalidPath(BrokerError):
+    """No such endpoint or a malformed path."""
+
+    variant = "InvalidRequestPath"
+    http_status = 404
+
+
+class AdminUnauthorized(BrokerError):
+    """Admin endpoints need a valid token."""
+
+    variant = "AdminAuthAccess"
+    http_status = 401
+
+
+class AdminForbidden(BrokerError):
+    """The admin role may not use this path."""
+
+    variant = "AdminAuthAccess"
+    http_status = 403
+
+
+class PayloadTooLarge(BrokerError):
+    """The body exceeds the configured limit."""
+
+    variant = "PayloadTooLarge"
+    http_status = 413
+
+
+class UnsupportedMediaType(BrokerError):
+    """The body's content type is not accepted here."""
+
+    variant = "UnsupportedMediaType"
+    http_status = 415
+
+
+class PolicyInvalid(BrokerError):
+    """The policy does not compile."""
+
+    variant = "ParsePolicyError"
+    http_status = 400
+
+
+class StoreUnavailable(BrokerError):
+    """The database is unavailable."""
+
+    variant = "StorageError"
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: int
+    variant: str
+    detail: str
+
+    def body(self) -> dict[str, Any]:
+        return {"type": KBS_ERROR_BASE + self.variant, "title": self.variant,
+                "status": self.status, "detail": self.detail}
+
+
+def problem_for(exc: BaseException) -> Problem:
+    """The one mapping from exceptions to HTTP problems."""
+    if isinstance(exc, BrokerError):
+        return Problem(exc.http_status, exc.variant, exc.detail)
+    if isinstance(exc, EvidenceError):
+        return Problem(401, "AttestationError", f"{type(exc).__name__}: {exc.detail}")
+    if isinstance(exc, UndecidedError):
+        return Problem(503, "AttestationUndecided", f"{type(exc).__name__}: {exc.detail}")
+    if isinstance(exc, VeriteeError):
+        return Problem(400, "InvalidRequest", f"{type(exc).__name__}: {exc.detail}")
+    return Problem(500, "InternalError", "internal error (see the server log)")

@@ -1,0 +1,466 @@
+"""The key broker's protocol logic (KBS protocol 0.4.0), free of HTTP.
+
+``auth`` → challenge and session; ``attest`` → verify the evidence against the challenge,
+appraise it, issue an EAR token; ``resource`` → check the token against the resource
+policy and return the secret as a JWE to the TEE's key. Admin operations beside them.
+Every method takes plain data and returns plain data or raises a :mod:`.problems` error;
+:mod:`veritee.broker.app` only translates HTTP.
+
+Room for what comes next (docs/ARCHITECTURE.md): a verifier may add TEE-specific data to the
+challenge (``Session.extra``), impose a hash algorithm (``extra-params``), or take composite
+evidence (``additional_evidence`` is hashed into the runtime data already).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from veritee import binding
+from veritee.appraisal import (
+    DEFAULT_RESOURCE_POLICY,
+    Appraisal,
+    PolicyEngine,
+    default_attestation_policy,
+)
+from veritee.appraisal.ear import EarIssuer, tee_pubkey_from_ear, verify_ear
+from veritee.broker import jwe, problems
+from veritee.broker.metrics import Metrics
+from veritee.collateral import CollateralSource
+from veritee.errors import EvidenceError, UndecidedError, VeriteeError
+from veritee.evidence import Evidence, decode_evidence
+from veritee.store import AuditEvent, Session, Store
+from veritee.tee import Verifier, get_verifier, tee_names
+
+log = logging.getLogger("veritee.broker")
+
+PROTOCOL_VERSION = "0.4.0"
+ATTESTATION_POLICY_IDS = ("default_cpu", "default")
+RESOURCE_POLICY_ID = "resource"
+#: Reference values and policies are re-read from the store at most this often per process.
+STORE_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Challenge:
+    session_id: str
+    expires_at: datetime
+    body: dict[str, Any]
+
+
+@dataclass
+class _Cached:
+    value: Any = None
+    at: float = -1e9
+
+
+@dataclass
+class Broker:
+    store: Store
+    engine: PolicyEngine
+    issuer: EarIssuer
+    collateral: CollateralSource
+    trust_emulated: bool = False
+    session_seconds: int = 300
+    max_evidence_bytes: int = 1024 * 1024
+    explain_denials: bool = True
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    _verifiers: dict[str, Verifier] = field(default_factory=dict)
+    _cache: dict[str, _Cached] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- KBS protocol ----------------------------------------------------------------------
+
+    def auth(self, request: Mapping[str, Any]) -> Challenge:
+        """``POST /kbs/v0/auth``: check the version and TEE, open a session, return a nonce."""
+        version = _field(request, "version", str)
+        if version != PROTOCOL_VERSION:
+            raise problems.ProtocolVersionMismatch(
+                f"KBS Client Protocol Version Mismatch: expect ={PROTOCOL_VERSION}, got {version}"
+            )
+        tee = _field(request, "tee", str)
+        if tee not in tee_names():
+            raise problems.UnsupportedTee(f"TEE {tee!r} is not supported; supported: {tee_names()}")
+        extra = request.get("extra-params", {})
+        hash_algorithm = self._hash_algorithm(tee, extra)
+        now = self.clock()
+        session = Session(
+            id=uuid.uuid4().hex, tee=tee, nonce=base64.b64encode(secrets.token_bytes(32)).decode(),
+            request=dict(request), state="authed", created_at=now,
+            expires_at=now + timedelta(seconds=self.session_seconds),
+            extra={"hash_algorithm": hash_algorithm},
+        )
+        self.store.create_session(session)
+        extra_params: Any = ""
+        if hash_algorithm != binding.default_hash_algorithm(tee):
+            extra_params = {"selected-hash-algorithm": hash_algorithm}
+        elif tee == "se":
+            extra_params = {"selected-hash-algorithm": hash_algorithm}
+        return Challenge(session.id, session.expires_at,
+                         {"nonce": session.nonce, "extra-params": extra_params})
+
+    def _hash_algorithm(self, tee: str, extra: Any) -> str:
+        default = binding.default_hash_algorithm(tee)
+        if not isinstance(extra, Mapping):
+            return default
+        supported = extra.get("supported-hash-algorithms")
+        if isinstance(supported, list) and supported and default not in supported:
+            for candidate in ("sha384", "sha512", "sha256"):
+                if candidate in supported:
+                    return candidate
+        return default
+
+    def attest(self, session_id: str | None, request: Mapping[str, Any], *, client: str) -> str:
+        """``POST /kbs/v0/attest``: verify and appraise; return the EAR token."""
+        now = self.clock()
+        session = self._session(session_id, now)
+        if session.state == "attested" and session.token:
+            return session.token  # idempotent, as Trustee's KBS
+        runtime = _field(request, "runtime-data", Mapping)
+        nonce = _field(runtime, "nonce", str)
+        tee_pubkey = _field(runtime, "tee-pubkey", Mapping)
+        jwe.public_key_from_jwk(tee_pubkey)  # refuse unusable keys before any work
+        primary, additional = _tee_evidence(request.get("tee-evidence"))
+        if nonce != session.nonce:
+            self._refuse(session, client, "nonce", "runtime-data.nonce is not this session's challenge")
+        if not self.store.consume_nonce(session.id, nonce, now=now):
+            self._refuse(session, client, "replay", "this challenge was already used")
+        runtime_data = {"tee-pubkey": dict(tee_pubkey), "nonce": nonce,
+                        "additional-evidence": additional}
+        algorithm = str(session.extra.get("hash_algorithm", binding.default_hash_algorithm(session.tee)))
+        digest = binding.runtime_data_digest(runtime_data, algorithm)
+        expected = binding.expected_report_data(session.tee, digest)
+        init_data = _init_data(request.get("init-data"))
+        started = time.perf_counter()
+        try:
+            claims = self._verify(session.tee, primary, expected, now)
+        except (EvidenceError, UndecidedError) as exc:
+            self.metrics.attestation(session.tee, "rejected" if isinstance(exc, EvidenceError)
+                                     else "undecided", time.perf_counter() - started)
+            self._audit("refuse", session, client, verdict=exc.status,
+                        failed=[type(exc).__name__], detail={"error": exc.detail})
+            if isinstance(exc, UndecidedError):
+                raise problems.AttestationUndecided(f"{type(exc).__name__}: {exc.detail}") from exc
+            raise problems.AttestationFailed(f"{type(exc).__name__}: {exc.detail}") from exc
+        appraisal = self._appraise(session.tee, claims, runtime_data, init_data, now)
+        token = self.issuer.issue({"cpu0": appraisal}, now=now)
+        self.store.attest_session(session.id, token=token, expires_at=session.expires_at, now=now)
+        self.metrics.attestation(session.tee, appraisal.status, time.perf_counter() - started)
+        self.metrics.policy("attestation", appraisal.status)
+        self._audit("attest", session, client, verdict=appraisal.status,
+                    failed=[c.name for c in appraisal.failed()],
+                    detail={"explanation": appraisal.explain()} if appraisal.failed() else {})
+        return token
+
+    def resource(self, path: str, *, session_id: str | None, authorization: str | None,
+                 client: str) -> dict[str, str]:
+        """``GET /kbs/v0/resource/<repo>/<type>/<tag>``: the secret as a JWE."""
+        now = self.clock()
+        token = self._token(session_id, authorization, now)
+        try:
+            claims = verify_ear(token, self.issuer.jwks(), now=now)
+        except VeriteeError as exc:
+            raise problems.TokenInvalid(f"{type(exc).__name__}: {exc.detail}") from exc
+        segments = path.split("/")
+        decision = self.engine.allow_resource(policy=self._resource_policy(), ear_claims=claims,
+                                              path=segments)
+        self.metrics.policy("resource", "allow" if decision.allow else "deny")
+        if not decision.allow:
+            explanation = decision.explain()
+            failed = _failed_checks(claims)
+            self._audit_event("refuse", client, resource=path, verdict="deny",
+                              failed=[c.name for c in decision.checks if not c.held] + failed,
+                              detail={"explanation": explanation})
+            detail = f"resource policy denies {path}"
+            if self.explain_denials:
+                detail += f": {explanation}" + (f"; appraisal: {'; '.join(failed)}" if failed else "")
+            raise problems.PolicyDeny(detail)
+        data = self.store.get_resource(path)
+        if data is None:
+            raise problems.ResourceNotFound(f"no resource at {path}")
+        try:
+            sealed = jwe.encrypt(data, tee_pubkey_from_ear(claims))
+        except VeriteeError as exc:
+            raise problems.TokenInvalid(f"the token's tee-pubkey cannot receive a JWE: {exc.detail}") from exc
+        self._audit_event("release", client, resource=path, verdict="release", failed=[], detail={})
+        return sealed
+
+    # -- admin -------------------------------------------------------------------------------
+
+    def set_resource(self, path: str, data: bytes, *, who: str) -> int:
+        version = self.store.put_resource(path, data, now=self.clock())
+        self._audit_event("admin", who, resource=path, verdict="set-resource", failed=[],
+                          detail={"version": version, "bytes": len(data)})
+        return version
+
+    def delete_resource(self, path: str, *, who: str) -> None:
+        if not self.store.delete_resource(path):
+            raise problems.ResourceNotFound(f"no resource at {path}")
+        self._audit_event("admin", who, resource=path, verdict="delete-resource", failed=[], detail={})
+
+    def set_attestation_policy(self, request: Mapping[str, Any], *, who: str) -> int:
+        kind = request.get("type", "rego")
+        if kind != "rego":
+            raise problems.InvalidRequest(f"policy type {kind!r} is not supported; use 'rego'")
+        policy_id = _field(request, "policy_id", str)
+        source = _b64_text(_field(request, "policy", str), "policy")
+        self._check_policy(source)
+        version = self.store.put_policy("attestation", policy_id, source, now=self.clock(), author=who)
+        self._forget()
+        self._audit_event("admin", who, resource=f"attestation-policy/{policy_id}",
+                          verdict="set-policy", failed=[], detail={"version": version})
+        return version
+
+    def set_resource_policy(self, request: Mapping[str, Any], *, who: str) -> int:
+        source = _b64_text(_field(request, "policy", str), "policy")
+        self._check_policy(source)
+        version = self.store.put_policy("resource", RESOURCE_POLICY_ID, source, now=self.clock(),
+                                        author=who)
+        self._forget()
+        self._audit_event("admin", who, resource="resource-policy", verdict="set-policy",
+                          failed=[], detail={"version": version})
+        return version
+
+    def _check_policy(self, source: str) -> None:
+        try:
+            self.engine.check_policy(source)
+        except VeriteeError as exc:
+            raise problems.PolicyInvalid(exc.detail) from exc
+
+    def resource_policy_source(self) -> str:
+        return self._resource_policy()
+
+    def attestation_policy_source(self, tee: str) -> tuple[str, str, int | None]:
+        for policy_id in ATTESTATION_POLICY_IDS:
+            record = self.store.get_policy("attestation", policy_id)
+            if record is not None:
+                return record.policy_id, record.source, record.version
+        return "default", default_attestation_policy(tee), None
+
+    def dry_run(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Verify and appraise evidence with a given or stored policy; release nothing."""
+        tee = _field(request, "tee", str)
+        if tee not in tee_names():
+            raise problems.UnsupportedTee(f"TEE {tee!r} is not supported; supported: {tee_names()}")
+        now = self.clock()
+        report_data = request.get("report_data")
+        expected = None
+        if report_data is not None:
+            try:
+                expected = bytes.fromhex(_field(request, "report_data", str))
+            except ValueError as exc:
+                raise problems.InvalidRequest("report_data must be hex") from exc
+        try:
+            claims = self._verify(tee, request.get("evidence"), expected, now)
+        except (EvidenceError, UndecidedError) as exc:
+            return {"verified": False, "status": exc.status,
+                    "error": {"type": type(exc).__name__, "detail": exc.detail},
+                    "claims": dict(exc.claims or {})}
+        policy = request.get("policy")
+        source = _b64_text(policy, "policy") if isinstance(policy, str) else None
+        appraisal = self._appraise(tee, claims, request.get("runtime_data"), None, now, source=source)
+        return {"verified": True, "status": appraisal.status,
+                "trust_vector": appraisal.trust_vector, "policy_id": appraisal.policy_id,
+                "checks": [{"name": c.name, "held": c.held, "detail": c.detail, "values": c.values}
+                           for c in appraisal.checks],
+                "explanation": appraisal.explain(), "claims": claims}
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _session(self, session_id: str | None, now: datetime) -> Session:
+        if not session_id:
+            raise problems.SessionInvalid("no kbs-session-id cookie: POST /kbs/v0/auth first")
+        session = self.store.get_session(session_id, now=now)
+        if session is None:
+            raise problems.SessionInvalid("the session is unknown or has expired: POST /kbs/v0/auth again")
+        return session
+
+    def _refuse(self, session: Session, client: str, rule: str, detail: str) -> None:
+        self.metrics.attestation(session.tee, "rejected", 0.0)
+        self._audit("refuse", session, client, verdict="rejected", failed=[rule], detail={"error": detail})
+        raise problems.AttestationFailed(detail)
+
+    def _verifier(self, tee: str) -> Verifier:
+        verifier = self._verifiers.get(tee)
+        if verifier is None:
+            with self._lock:
+                verifier = self._verifiers.get(tee)
+                if verifier is None:
+                    verifier = get_verifier(tee, trust_emulated=self.trust_emulated)
+                    self._verifiers[tee] = verifier
+        return verifier
+
+    def _verify(self, tee: str, primary: Any, expected: bytes | None, now: datetime) -> dict[str, Any]:
+        evidence = _evidence(primary, self.max_evidence_bytes)
+        claims = self._verifier(tee).verify(evidence, report_data=expected,
+                                            collateral=self.collateral, now=now)
+        return claims.to_dict()
+
+    def _appraise(self, tee: str, claims: Mapping[str, Any], runtime_data: Any,
+                  init_data: Mapping[str, Any] | None, now: datetime, *,
+                  source: str | None = None) -> Appraisal:
+        if source is None:
+            policy_id, source, version = self._cached(f"apol:{tee}",
+                                                       lambda: self.attestation_policy_source(tee))
+        else:
+            policy_id, version = "dry-run", None
+        reference = self._cached("rv", lambda: self.store.get_reference_values(now=now))
+        return self.engine.appraise(
+            tee=tee, claims=claims, policy_id=policy_id, policy=source, policy_version=version,
+            reference_values=reference,
+            runtime_data=runtime_data if isinstance(runtime_data, Mapping) else None,
+            init_data=init_data,
+        )
+
+    def _resource_policy(self) -> str:
+        def load() -> str:
+            record = self.store.get_policy("resource", RESOURCE_POLICY_ID)
+            return record.source if record is not None else DEFAULT_RESOURCE_POLICY
+
+        source: str = self._cached("rpol", load)
+        return source
+
+    def _cached(self, key: str, load: Callable[[], Any]) -> Any:
+        entry = self._cache.get(key)
+        now = time.monotonic()
+        if entry is None or now - entry.at > STORE_CACHE_SECONDS:
+            entry = _Cached(load(), now)
+            self._cache[key] = entry
+        return entry.value
+
+    def _forget(self) -> None:
+        self._cache.clear()
+
+    def _token(self, session_id: str | None, authorization: str | None, now: datetime) -> str:
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise problems.TokenNotFound("the Authorization header must be 'Bearer <token>'")
+            return token.strip()
+        if session_id:
+            session = self.store.get_session(session_id, now=now)
+            if session is None:
+                raise problems.SessionInvalid("the session is unknown or has expired")
+            if session.state == "attested" and session.token:
+                return session.token
+            raise problems.TokenNotFound("this session has not attested: POST /kbs/v0/attest first")
+        raise problems.TokenNotFound("no attestation token: send 'Authorization: Bearer <EAR>' "
+                                     "or the kbs-session-id cookie of an attested session")
+
+    def _audit(self, kind: str, session: Session, client: str, *, verdict: str,
+               failed: list[str], detail: dict[str, Any]) -> None:
+        self.store.append_audit(AuditEvent(kind=kind, at=self.clock(), session_id=session.id,
+                                           tee=session.tee, subject=client, resource=None,
+                                           verdict=verdict, failed_rules=failed, detail=detail))
+
+    def _audit_event(self, kind: str, who: str, *, resource: str | None, verdict: str,
+                     failed: list[str], detail: dict[str, Any]) -> None:
+        self.store.append_audit(AuditEvent(kind=kind, at=self.clock(), session_id=None, tee=None,
+                                           subject=who, resource=resource, verdict=verdict,
+                                           failed_rules=failed, detail=detail))
+
+
+# -- request helpers -------------------------------------------------------------------------
+
+
+def _field(obj: Any, name: str, kind: Any) -> Any:
+    if not isinstance(obj, Mapping):
+        raise problems.InvalidRequest(f"expected a JSON object holding {name!r}")
+    value = obj.get(name)
+    if value is None:
+        raise problems.InvalidRequest(f"{name!r} is missing")
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        expected = getattr(kind, "__name__", str(kind))
+        raise problems.InvalidRequest(f"{name!r} must be of type {expected}, got {type(value).__name__}")
+    return value
+
+
+def _tee_evidence(value: Any) -> tuple[Any, str]:
+    """(primary evidence, additional evidence string) from ``tee-evidence``."""
+    if value is None:
+        raise problems.InvalidRequest("'tee-evidence' is missing")
+    if isinstance(value, str):  # protocol < 0.4: the evidence itself, as a JSON string
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value, ""
+        if not isinstance(value, Mapping) or "primary_evidence" not in value:
+            return value, ""
+    if not isinstance(value, Mapping):
+        raise problems.InvalidRequest("'tee-evidence' must be an object")
+    if "primary_evidence" not in value:
+        return value, ""
+    additional = value.get("additional_evidence", "")
+    if additional is None:
+        additional = ""
+    if not isinstance(additional, str):
+        additional = json.dumps(additional, separators=(",", ":"))
+    return value["primary_evidence"], additional
+
+
+def _evidence(primary: Any, limit: int) -> Evidence:
+    if primary is None:
+        raise problems.InvalidRequest("the evidence is empty")
+    if isinstance(primary, str):
+        if len(primary) > limit * 2:
+            raise problems.PayloadTooLarge(f"evidence larger than {limit} bytes")
+        return decode_evidence(primary.encode())
+    evidence = Evidence.from_json(primary)
+    if len(evidence.data) > limit:
+        raise problems.PayloadTooLarge(f"evidence larger than {limit} bytes")
+    return evidence
+
+
+def _init_data(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    fmt = _field(value, "format", str)
+    body = _field(value, "body", str)
+    if fmt != "toml":
+        raise problems.InvalidRequest(f"init-data format {fmt!r} is not supported; use 'toml'")
+    try:
+        parsed = tomllib.loads(body)
+    except tomllib.TOMLDecodeError as exc:
+        raise problems.InvalidRequest(f"init-data body is not valid TOML: {exc}") from exc
+    return {"format": fmt, "body": body, "claims": parsed.get("data", parsed)}
+
+
+def _b64_text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise problems.InvalidRequest(f"{name!r} must be base64url text")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise problems.InvalidRequest(f"{name!r} is not base64url of UTF-8 text") from exc
+
+
+def _failed_checks(claims: Mapping[str, Any]) -> list[str]:
+    """Failed appraisal checks the token carries (veritee annotation), for explanations."""
+    out: list[str] = []
+    submods = claims.get("submods")
+    if not isinstance(submods, Mapping):
+        return out
+    for name, submod in submods.items():
+        if not isinstance(submod, Mapping):
+            continue
+        annotated = submod.get("ear.veraison.annotated-evidence")
+        failed = annotated.get("veritee.failed-checks") if isinstance(annotated, Mapping) else None
+        if isinstance(failed, list):
+            out.extend(f"{name}: {item}" for item in failed if isinstance(item, str))
+    return out
+
+
+def random_kek() -> bytes:
+    return os.urandom(32)

@@ -1,0 +1,131 @@
+"""Timing loops and result shapes shared by every benchmark.
+
+Throughput is measured by running an operation in a loop until a deadline, in one thread or
+in N threads that each loop until the same deadline (the operations this project cares
+about release the GIL inside OpenSSL, so threads scale). :func:`compare` interleaves the
+operation and its floor in short rounds, so a noisy neighbour slows both alike and the
+ratio stays meaningful.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Operation = Callable[[], object]
+
+#: Length of one interleaving round per operation, in seconds (at most).
+ROUND_SECONDS = 1.0
+
+
+def _ignore(_label: str, _seconds: float) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    seconds: float = 5.0
+    """Measuring time per operation and thread count."""
+    threads: int = 1
+    advance: Callable[[str, float], None] = _ignore
+    """Called after each timed round with a label and the seconds it took (progress)."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    ops_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ops_per_s": round(self.ops_per_s, 1)}
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One benchmark run, shaped as CONTRACT.md §4 prints it (``extra`` adds keys)."""
+
+    benchmark: str
+    ops_per_s: float
+    floor: Figure | None
+    peer: Figure | None
+    threads: int
+    seconds: float
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio_to_floor(self) -> float | None:
+        return _ratio(self.ops_per_s, self.floor)
+
+    @property
+    def ratio_to_peer(self) -> float | None:
+        return _ratio(self.ops_per_s, self.peer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            "ops_per_s": round(self.ops_per_s, 1),
+            "floor": self.floor.to_dict() if self.floor else None,
+            "ratio_to_floor": self.ratio_to_floor,
+            "peer": self.peer.to_dict() if self.peer else None,
+            "ratio_to_peer": self.ratio_to_peer,
+            "threads": self.threads,
+            "seconds": self.seconds,
+            **self.extra,
+        }
+
+
+def _ratio(ops: float, other: Figure | None) -> float | None:
+    if other is None or other.ops_per_s <= 0:
+        return None
+    return round(ops / other.ops_per_s, 3)
+
+
+class Benchmark(Protocol):
+    name: str
+    description: str
+
+    def planned_seconds(self, settings: Settings) -> float:
+        """How long :meth:`run` will measure (for a progress bar)."""
+        ...
+
+    def run(self, settings: Settings) -> BenchResult: ...
+
+
+def throughput(op: Operation, seconds: float, threads: int = 1) -> tuple[int, float]:
+    """Run ``op`` until ``seconds`` have passed in ``threads`` threads; (count, elapsed)."""
+    start = time.perf_counter()
+    deadline = start + seconds
+    if threads == 1:
+        count, end = _loop(op, deadline)
+        return count, end - start
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(lambda _: _loop(op, deadline), range(threads)))
+    return sum(c for c, _ in results), max(e for _, e in results) - start
+
+
+def _loop(op: Operation, deadline: float) -> tuple[int, float]:
+    count = 0
+    clock = time.perf_counter
+    while clock() < deadline:
+        op()
+        count += 1
+    return count, clock()
+
+
+def compare(ops: Mapping[str, Operation], settings: Settings, threads: int) -> dict[str, float]:
+    """Ops/s of each operation, measured for ``settings.seconds`` each, interleaved."""
+    rounds = max(1, math.ceil(settings.seconds / ROUND_SECONDS))
+    slice_seconds = settings.seconds / rounds
+    counts = dict.fromkeys(ops, 0)
+    elapsed = dict.fromkeys(ops, 0.0)
+    for _ in range(rounds):
+        for name, op in ops.items():
+            count, took = throughput(op, slice_seconds, threads)
+            counts[name] += count
+            elapsed[name] += took
+            settings.advance(f"{name}, {threads} thread{'s' if threads > 1 else ''}", took)
+    return {name: counts[name] / elapsed[name] for name in ops}

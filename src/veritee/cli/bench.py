@@ -1,0 +1,107 @@
+"""``veritee bench``: run one benchmark and print its figures (CONTRACT.md §4)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from veritee import bench
+from veritee.bench.core import BenchResult, Settings
+from veritee.cli.output import EXIT_USAGE, error_object, print_json, prose, stderr, stdout
+from veritee.errors import MisuseError
+
+HELP = """\
+Run one benchmark and print its throughput beside its floor.
+
+The floor is the cryptographic or hashing work the operation cannot avoid, measured in the
+same run with the same threads and seconds (the two are interleaved in short rounds), so
+ratio_to_floor is meaningful on a busy machine. With --threads N greater than 1 the
+one-thread figures are measured too, and scaling is ops/s at N threads over ops/s at one.
+
+With --json, stdout holds one JSON object: benchmark, ops_per_s, floor, ratio_to_floor, peer,
+ratio_to_peer, threads, seconds, and extra figures such as single_thread_ops_per_s and
+scaling. Use --list to see the benchmarks.
+"""
+
+EPILOG = """\
+Examples:
+  veritee bench --list
+  veritee bench snp --seconds 5 --threads 2 --json
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help=prose(HELP), epilog=EPILOG, no_args_is_help=True)(bench_command)
+
+
+def bench_command(
+    name: Annotated[str | None, typer.Argument(
+        metavar="NAME", show_default=False, help="The benchmark to run (see --list).")] = None,
+    seconds: Annotated[float, typer.Option(
+        "--seconds", min=0.01, metavar="S",
+        help="Measuring time per operation and thread count.")] = 5.0,
+    threads: Annotated[int, typer.Option(
+        "--threads", min=1, max=256, metavar="N", help="Threads running the loop.")] = 1,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object on stdout.")] = False,
+    list_only: Annotated[bool, typer.Option(
+        "--list", help="Name the benchmarks and exit.")] = False,
+) -> None:
+    if list_only:
+        _list(json_output)
+        return
+    try:
+        benchmark = bench.get(name or "")
+    except MisuseError as exc:
+        stderr.print(f"veritee bench: {exc.detail}", markup=False, soft_wrap=True)
+        if json_output:
+            print_json(error_object(type(exc).__name__, exc.detail))
+        raise typer.Exit(EXIT_USAGE) from None
+    settings = Settings(seconds=seconds, threads=threads)
+    result = benchmark.run(settings) if json_output else _run_with_progress(benchmark, settings)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        stdout.print(result_table(result))
+
+
+def _list(json_output: bool) -> None:
+    entries = [(n, bench.get(n).description) for n in bench.names()]
+    if json_output:
+        print_json({"benchmarks": [{"name": n, "description": d} for n, d in entries]})
+        return
+    for name, description in entries:
+        stdout.print(f"[bold]{name}[/]  {description}")
+
+
+def _run_with_progress(benchmark: bench.Benchmark, settings: Settings) -> BenchResult:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task(benchmark.name, total=benchmark.planned_seconds(settings))
+
+        def advance(label: str, took: float) -> None:
+            progress.update(task, advance=took, description=f"{benchmark.name}: {label}")
+
+        return benchmark.run(Settings(settings.seconds, settings.threads, advance))
+
+
+def result_table(result: BenchResult) -> Table:
+    table = Table(title=f"veritee bench {result.benchmark}", header_style="bold")
+    table.add_column("figure", style="cyan")
+    table.add_column("value", justify="right")
+    table.add_row(f"ops/s ({result.threads} thread{'s' if result.threads > 1 else ''})",
+                  f"{result.ops_per_s:,.1f}")
+    if result.floor is not None:
+        table.add_row(f"floor: {result.floor.name}", f"{result.floor.ops_per_s:,.1f}")
+        table.add_row("ratio to floor", f"{result.ratio_to_floor:.3f}")
+    table.add_row("peer", f"{result.peer.name}: {result.peer.ops_per_s:,.1f}"
+                  if result.peer else "none")
+    for key, value in result.extra.items():
+        shown = f"{value:,}" if isinstance(value, float) else str(value)
+        table.add_row(key.replace("_", " "), shown)
+    table.add_row("seconds per measurement", f"{result.seconds:g}")
+    return table

@@ -1,0 +1,75 @@
+"""Rich renderings of verdicts and claims, shared by the commands that show them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+#: Per TEE: the claims worth a line in the human summary, in display order. Other TEEs fall
+#: back to every top-level scalar claim.
+SUMMARY: dict[str, tuple[str, ...]] = {
+    "snp": ("product", "signer", "version", "measurement", "report_data", "host_data",
+            "chip_id", "reported_tcb", "vmpl", "policy", "revocation", "emulated"),
+}
+
+
+def verdict(style: str, word: str, tee: str, error: Mapping[str, str] | None,
+            claims: Mapping[str, Any]) -> Text:
+    """``VERIFIED snp evidence ...`` / ``REJECTED SignatureError: ...``."""
+    line = Text()
+    line.append(word, style=style)
+    if error is None:
+        line.append(f"  {tee} evidence verified")
+        if claims.get("emulated"):
+            line.append("  (emulated roots: a test PKI, not a real TEE)", style="yellow")
+        return line
+    line.append(f"  {error['type']}: ", style="bold")
+    line.append(error["detail"])
+    return line
+
+
+def claims_table(tee: str, claims: Mapping[str, Any]) -> Table:
+    table = Table(title=f"{tee} claims", show_header=True, header_style="bold")
+    table.add_column("claim", style="cyan", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for name in SUMMARY.get(tee) or _scalars(claims):
+        if name in claims:
+            table.add_row(name, _FORMATS.get(name, _plain)(claims[name], claims))
+    return table
+
+
+def _scalars(claims: Mapping[str, Any]) -> list[str]:
+    return [k for k, v in claims.items() if not isinstance(v, dict | list)]
+
+
+def _plain(value: Any, _claims: Mapping[str, Any]) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return " · ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
+def _policy(value: Any, claims: Mapping[str, Any]) -> str:
+    if not isinstance(value, int):
+        return _plain(value, claims)
+    flags = claims.get("policy_flags") or {}
+    names = [k for k, v in flags.items() if v is True]
+    major, minor = flags.get("abi_major", value >> 8 & 0xFF), flags.get("abi_minor", value & 0xFF)
+    abi = f"abi ≥ {major}.{minor}"
+    return f"0x{value:x}  ({abi}; {', '.join(names) or 'no flags set'})"
+
+
+def _emulated(value: Any, claims: Mapping[str, Any]) -> str:
+    return "yes (test PKI)" if value else "no"
+
+
+_FORMATS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
+    "policy": _policy,
+    "emulated": _emulated,
+}

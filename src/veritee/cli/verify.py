@@ -1,0 +1,259 @@
+"""``veritee verify``: offline verification of one piece of evidence (CONTRACT.md §1)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+import typer
+
+from veritee.cli import render
+from veritee.cli.output import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_UNDECIDED,
+    EXIT_USAGE,
+    error_object,
+    print_json,
+    prose,
+    stderr,
+    stdout,
+)
+from veritee.collateral import CollateralSource, HttpFetcher
+from veritee.collateral.cache import DirectoryCache
+from veritee.errors import MisuseError, UndecidedError, VeriteeError
+from veritee.evidence import MAX_EVIDENCE_BYTES, decode_evidence
+from veritee.tee import get_verifier, tee_names
+
+HELP = """\
+Verify one piece of attestation evidence and print the verdict.
+
+EVIDENCE is a file, or - for standard input, holding the evidence in any form users hold
+it: raw binary, hex text (with or without 0x; whitespace is ignored), base64 or base64url
+text, or JSON. For snp that is a bare 1184-byte report, an extended report followed by its
+certificate table, an Azure HCL report, Linux configfs-tsm JSON (outblob/auxblob), the
+Confidential Containers attester JSON, or go-sev-guest's Attestation JSON. Bytes that tools
+append after a report are ignored.
+
+Certificates the evidence does not carry come from --endorsements, --collateral, the cache
+in --cache-dir, or the vendor's service (AMD KDS) unless --offline is given. Vendor roots are
+pinned by fingerprint: a root from any source is used only if it matches.
+
+Exit status: 0 verified; 1 rejected (malformed, forged, revoked, expired, or not matching
+--report-data); 3 undecided (a needed input, such as the VCEK, is missing); 2 bad usage
+(unknown option or TEE, unreadable file, bad --at or --report-data).
+
+With --json, stdout holds exactly one JSON object with the keys tee, status, error and
+claims. status is verified, rejected or undecided; on a usage error (exit 2) it is "error".
+"""
+
+EPILOG = """\
+Examples:
+  veritee verify --tee snp attestation.bin --endorsements vcek.der --endorsements ask_ark.pem
+  veritee verify --tee snp report.hex --at 2024-05-01T00:00:00Z --report-data 0102...00 --json
+  veritee verify --tee snp --trust-emulated --offline emulated.bin
+"""
+
+_VERDICTS = {
+    "verified": ("bold green", "VERIFIED"),
+    "rejected": ("bold red", "REJECTED"),
+    "undecided": ("bold yellow", "UNDECIDED"),
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything ``veritee verify`` was asked to do."""
+
+    tee: str
+    evidence: Path
+    endorsements: tuple[Path, ...] = ()
+    collateral: tuple[Path, ...] = ()
+    at: str | None = None
+    report_data: str | None = None
+    trust_emulated: bool = False
+    offline: bool = False
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict as the CLI reports it."""
+
+    tee: str
+    status: str
+    """``verified``, ``rejected``, ``undecided``, or ``error`` (bad usage)."""
+    exit_code: int
+    claims: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.status == "error":
+            assert self.error is not None
+            return error_object(self.error["type"], self.error["detail"], "verify", self.tee)
+        return {"tee": self.tee, "status": self.status, "error": self.error,
+                "claims": self.claims}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify", help=prose(HELP), epilog=EPILOG, no_args_is_help=True)(verify)
+
+
+def verify(
+    *,
+    evidence: Annotated[Path, typer.Argument(
+        metavar="EVIDENCE", show_default=False,
+        help="Evidence file (raw, hex, base64 or JSON), or - for standard input.")],
+    tee: Annotated[str, typer.Option(
+        "--tee", metavar="TEE", show_default=False,
+        help=f"The TEE that produced the evidence: {', '.join(tee_names())}.")],
+    endorsements: Annotated[list[Path] | None, typer.Option(
+        "--endorsements", metavar="FILE", show_default=False,
+        help="Certificates or keys the verifier may use (VCEK/VLEK, ASK/ARK bundles; PEM, "
+             "DER or base64). Repeatable.")] = None,
+    collateral: Annotated[list[Path] | None, typer.Option(
+        "--collateral", metavar="PATH", show_default=False,
+        help="A file or directory of vendor collateral (CRLs, TCB info, ...), recognised by "
+             "content. Repeatable.")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", metavar="RFC3339", show_default=False,
+        help="Verify at this instant, e.g. 2024-05-01T12:00:00Z or ...+02:00. Default: now.")
+    ] = None,
+    report_data: Annotated[str | None, typer.Option(
+        "--report-data", metavar="HEX", show_default=False,
+        help="The exact expected report-data/nonce field, in hex (64 bytes for snp).")] = None,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print exactly one JSON object on stdout.")] = False,
+    trust_emulated: Annotated[bool, typer.Option(
+        "--trust-emulated",
+        help="Also trust the emulated (test) roots of veritee.testing; results say "
+             "emulated: true. Never use for real decisions.")] = False,
+    offline: Annotated[bool, typer.Option(
+        "--offline", envvar="VERITEE_OFFLINE",
+        help="Never reach a vendor service; use only the evidence, the files given and the "
+             "cache. Also set by VERITEE_OFFLINE=1.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(
+        "--cache-dir", metavar="DIR", envvar="VERITEE_CACHE_DIR", show_default=False,
+        help="Persistent collateral cache. Default: the user cache directory, "
+             "veritee/collateral.")] = None,
+) -> None:
+    request = Request(tee=tee, evidence=evidence, endorsements=tuple(endorsements or ()),
+                      collateral=tuple(collateral or ()), at=at, report_data=report_data,
+                      trust_emulated=trust_emulated, offline=offline, cache_dir=cache_dir)
+    outcome = run(request)
+    if json_output:
+        print_json(outcome.to_dict())
+    else:
+        show(outcome)
+    raise typer.Exit(outcome.exit_code)
+
+
+# -- doing it ----------------------------------------------------------------------------------
+
+
+def run(request: Request) -> Outcome:
+    """Verify as ``request`` says. Never raises: every failure becomes an :class:`Outcome`."""
+    try:
+        claims = _verify(request)
+    except MisuseError as exc:
+        return _failed(request.tee, exc, "error", EXIT_USAGE)
+    except UndecidedError as exc:
+        return _failed(request.tee, exc, "undecided", EXIT_UNDECIDED)
+    except VeriteeError as exc:
+        return _failed(request.tee, exc, exc.status, _exit_code(exc.status))
+    except Exception as exc:  # the CLI edge turns surprises into exit 2
+        return Outcome(request.tee, "error", EXIT_USAGE,
+                       error={"type": type(exc).__name__, "detail": f"internal error: {exc}"})
+    return Outcome(request.tee, "verified", EXIT_OK, claims=claims)
+
+
+def _verify(request: Request) -> dict[str, Any]:
+    now = parse_at(request.at)
+    expected = parse_hex(request.report_data, "--report-data")
+    verifier = get_verifier(request.tee, trust_emulated=request.trust_emulated)
+    blob = read_evidence(request.evidence)
+    source = CollateralSource.from_paths(
+        request.endorsements, request.collateral,
+        cache=DirectoryCache(request.cache_dir or default_cache_dir()),
+        fetcher=None if request.offline else HttpFetcher(),
+    )
+    evidence = decode_evidence(blob)
+    claims = verifier.verify(evidence, report_data=expected, collateral=source, now=now)
+    return claims.to_dict()
+
+
+def _failed(tee: str, exc: VeriteeError, status: str, code: int) -> Outcome:
+    return Outcome(tee, status, code, claims=dict(exc.claims or {}),
+                   error={"type": type(exc).__name__, "detail": exc.detail})
+
+
+def _exit_code(status: str) -> int:
+    return EXIT_UNDECIDED if status == "undecided" else EXIT_REJECTED
+
+
+def default_cache_dir() -> Path:
+    return platformdirs.user_cache_path("veritee") / "collateral"
+
+
+def parse_at(text: str | None) -> datetime:
+    """``--at``: an RFC 3339 instant with ``Z`` or an offset, as UTC; default now.
+
+    Raises:
+        MisuseError: the text is not a date-time, or it has no offset (naive times are
+            ambiguous and refused).
+    """
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MisuseError(f"--at {text!r} is not an RFC 3339 date-time") from exc
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise MisuseError(
+            f"--at {text!r} has no UTC offset; add Z or an offset such as +00:00"
+        )
+    return when.astimezone(UTC)
+
+
+def parse_hex(text: str | None, option: str) -> bytes | None:
+    """Hex text (optional ``0x``, whitespace ignored) as bytes; None when not given."""
+    if text is None:
+        return None
+    compact = "".join(text.split())
+    compact = compact[2:] if compact[:2].lower() == "0x" else compact
+    try:
+        return bytes.fromhex(compact)
+    except ValueError as exc:
+        raise MisuseError(f"{option} is not hex: {text[:80]!r}") from exc
+
+
+def read_evidence(path: Path) -> bytes:
+    """The bytes of the evidence file (``-``: standard input), at most one byte over the
+    evidence size limit so that :func:`decode_evidence` can refuse oversized evidence."""
+    try:
+        if str(path) == "-":
+            return sys.stdin.buffer.read(MAX_EVIDENCE_BYTES + 1)
+        with path.open("rb") as handle:
+            return handle.read(MAX_EVIDENCE_BYTES + 1)
+    except OSError as exc:
+        raise MisuseError(f"cannot read evidence {path}: {exc.strerror or exc}") from exc
+
+
+# -- human output ------------------------------------------------------------------------------
+
+
+def show(outcome: Outcome) -> None:
+    """The verdict line and a table of the main claims (usage errors go to stderr)."""
+    if outcome.status == "error":
+        assert outcome.error is not None
+        stderr.print(f"veritee verify: {outcome.error['type']}: {outcome.error['detail']}",
+                     markup=False, soft_wrap=True)
+        return
+    style, word = _VERDICTS[outcome.status]
+    stdout.print(render.verdict(style, word, outcome.tee, outcome.error, outcome.claims))
+    if outcome.claims:
+        stdout.print(render.claims_table(outcome.tee, outcome.claims))

@@ -1,0 +1,117 @@
+"""Engines for the two backends, and the translation of driver errors at the boundary.
+
+SQLite (``sqlite:///path.db``): one file shared by threads and processes. Each connection
+runs in WAL mode (readers never block the writer), with ``synchronous=NORMAL`` (a commit
+survives a crash of the process; the last commits may be lost on power failure, the usual WAL
+trade), a 5 s busy timeout, and foreign keys on. The sqlite3 module's own transaction
+handling is switched off and SQLAlchemy emits ``BEGIN`` itself — ``BEGIN IMMEDIATE`` for
+writes, so that a writer takes the lock up front and waits its turn under the busy timeout
+instead of failing on a lock upgrade.
+
+PostgreSQL (``postgresql+psycopg://...``; ``postgresql://`` is taken to mean psycopg 3): a
+pool of connections; psycopg prepares statements it sees repeatedly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from veritee.errors import VeriteeError
+from veritee.store.errors import StoreConfigError, StoreConflictError, StoreUnavailableError
+
+BUSY_TIMEOUT_S: Final = 5.0
+#: Execution option that makes the SQLite ``begin`` hook emit ``BEGIN IMMEDIATE``.
+WRITE_OPTION: Final = "veritee_write"
+
+
+def parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except (sa_exc.ArgumentError, ValueError, TypeError) as exc:
+        raise StoreConfigError("database URL does not parse") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" and parsed.get_driver_name() != "psycopg":
+        if "+" in parsed.drivername:
+            raise StoreConfigError(f"PostgreSQL driver {parsed.get_driver_name()!r}: use psycopg")
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreConfigError(f"database scheme {backend!r}: expected sqlite or postgresql")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StoreConfigError("SQLite needs a file path (sqlite:///path.db), not memory")
+    return parsed
+
+
+def make_engine(url: URL, *, pool_size: int, create: bool) -> Engine:
+    """An engine for ``url`` (already checked by :func:`parse_url`)."""
+    common: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": 2 * pool_size,
+        "pool_timeout": 10,
+        "hide_parameters": True,
+    }
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, **common)
+    if create:
+        _create_private_file(Path(str(url.database)))
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}, **common
+    )
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file readable by its owner only; SQLite gives the -wal and -shm
+    files the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _describe(exc: sa_exc.SQLAlchemyError) -> str:
+    """A short, secret-free name of a driver error: class and SQLSTATE / SQLite code."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return type(exc).__name__
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    return f"{type(orig).__name__} {code}" if code else type(orig).__name__
+
+
+@contextmanager
+def translated(op: str) -> Iterator[None]:
+    """Turn SQLAlchemy and driver errors raised inside into the store's typed errors."""
+    try:
+        yield
+    except VeriteeError:
+        raise
+    except sa_exc.IntegrityError as exc:
+        raise StoreConflictError(f"{op}: a row with this key exists ({_describe(exc)})") from exc
+    except sa_exc.SQLAlchemyError as exc:
+        raise StoreUnavailableError(f"{op}: database failed ({_describe(exc)})") from exc

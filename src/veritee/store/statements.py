@@ -1,0 +1,215 @@
+"""Every statement the store runs, built once per store and reused.
+
+SQLAlchemy caches the compiled form of each statement object, so a hot call costs a cache
+look-up, the driver call and the commit. Upserts use ``INSERT ... ON CONFLICT`` and results
+use ``RETURNING``, which both PostgreSQL and SQLite (3.35+) understand, so every protocol
+step is one statement and atomic across processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Delete,
+    Insert,
+    Integer,
+    LargeBinary,
+    Select,
+    String,
+    Text,
+    Update,
+    bindparam,
+    delete,
+    false,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from veritee.store.schema import (
+    UTCDateTime,
+    audit_log,
+    policies,
+    policy_heads,
+    reference_value_heads,
+    reference_values,
+    resources,
+    sessions,
+    settings,
+)
+
+
+def _now(name: str = "p_now") -> Any:
+    return bindparam(name, type_=UTCDateTime())
+
+
+class Statements:
+    """The prepared statements of one dialect."""
+
+    def __init__(self, *, postgresql: bool) -> None:
+        upsert = pg_insert if postgresql else sqlite_insert
+        self._sessions()
+        self._resources(upsert)
+        self._heads(upsert)
+        self._versioned()
+        self._settings(upsert)
+        self.audit_insert: Insert = insert(audit_log).returning(audit_log.c.id)
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def _sessions(self) -> None:
+        sid = sessions.c.id == bindparam("p_id", type_=String())
+        live = sessions.c.expires_at > _now()
+        self.session_insert: Insert = insert(sessions)
+        self.session_get: Select[Any] = select(sessions).where(sid, live)
+        self.session_attest: Update = (
+            update(sessions)
+            .where(sid, live, sessions.c.state == "authed")
+            .values(
+                state="attested",
+                token=bindparam("p_token", type_=Text()),
+                expires_at=_now("p_expires"),
+            )
+            .returning(*sessions.c)
+        )
+        self.nonce_consume: Update = (
+            update(sessions)
+            .where(
+                sid,
+                live,
+                sessions.c.state == "authed",
+                sessions.c.nonce_used == false(),
+                sessions.c.nonce == bindparam("p_nonce", type_=Text()),
+            )
+            .values(nonce_used=true())
+        )
+        self.session_delete: Delete = delete(sessions).where(sid)
+        self.session_purge: Delete = delete(sessions).where(sessions.c.expires_at <= _now())
+
+    # --- resources --------------------------------------------------------------------------
+
+    def _resources(self, upsert: Any) -> None:
+        path = resources.c.path == bindparam("p_path", type_=String())
+        ins = upsert(resources)
+        self.resource_put: Insert = ins.on_conflict_do_update(
+            index_elements=[resources.c.path],
+            set_={
+                "version": resources.c.version + 1,
+                "key_id": ins.excluded.key_id,
+                "nonce": ins.excluded.nonce,
+                "ciphertext": ins.excluded.ciphertext,
+                "updated_at": ins.excluded.updated_at,
+            },
+        ).returning(resources.c.version)
+        self.resource_get: Select[Any] = select(
+            resources.c.key_id, resources.c.nonce, resources.c.ciphertext
+        ).where(path)
+        self.resource_delete: Delete = delete(resources).where(path)
+        self.resource_list: Select[Any] = select(resources.c.path).order_by(resources.c.path)
+        self.resource_all: Select[Any] = select(
+            resources.c.path, resources.c.key_id, resources.c.nonce, resources.c.ciphertext
+        ).with_for_update()
+        self.resource_reseal: Update = (
+            update(resources)
+            .where(path)
+            .values(
+                key_id=bindparam("p_key_id", type_=String()),
+                nonce=bindparam("p_nonce", type_=LargeBinary()),
+                ciphertext=bindparam("p_ciphertext", type_=LargeBinary()),
+            )
+        )
+
+    # --- versioned policies and reference values ----------------------------------------------
+
+    def _heads(self, upsert: Any) -> None:
+        """``latest`` counters: the upsert locks the head row, so concurrent puts of one name
+        get distinct versions on PostgreSQL too."""
+        ins = upsert(policy_heads).values(latest=literal(1, Integer()))
+        self.policy_bump: Insert = ins.on_conflict_do_update(
+            index_elements=[policy_heads.c.kind, policy_heads.c.policy_id],
+            set_={"latest": policy_heads.c.latest + 1},
+        ).returning(policy_heads.c.latest)
+        ins = upsert(reference_value_heads).values(latest=literal(1, Integer()))
+        self.rv_bump: Insert = ins.on_conflict_do_update(
+            index_elements=[reference_value_heads.c.name],
+            set_={"latest": reference_value_heads.c.latest + 1},
+        ).returning(reference_value_heads.c.latest)
+
+    def _versioned(self) -> None:
+        kind = policies.c.kind == bindparam("p_kind", type_=String())
+        pid = policies.c.policy_id == bindparam("p_policy_id", type_=String())
+        self.policy_insert: Insert = insert(policies)
+        latest_policies = select(policies).join(
+            policy_heads,
+            (policy_heads.c.kind == policies.c.kind)
+            & (policy_heads.c.policy_id == policies.c.policy_id)
+            & (policy_heads.c.latest == policies.c.version),
+        )
+        self.policy_latest: Select[Any] = latest_policies.where(kind, pid)
+        self.policy_version: Select[Any] = select(policies).where(
+            kind, pid, policies.c.version == bindparam("p_version", type_=Integer())
+        )
+        self.policy_list_all: Select[Any] = latest_policies.order_by(
+            policies.c.kind, policies.c.policy_id
+        )
+        self.policy_list_kind: Select[Any] = self.policy_list_all.where(kind)
+
+        name = reference_values.c.name == bindparam("p_name", type_=String())
+        self.rv_insert: Insert = insert(reference_values)
+        latest_rvs = (
+            select(reference_values)
+            .join(
+                reference_value_heads,
+                (reference_value_heads.c.name == reference_values.c.name)
+                & (reference_value_heads.c.latest == reference_values.c.version),
+            )
+            .order_by(reference_values.c.name)
+        )
+        self.rv_list_all: Select[Any] = latest_rvs
+        self.rv_list_live: Select[Any] = latest_rvs.where(
+            or_(reference_values.c.expires.is_(None), reference_values.c.expires > _now())
+        )
+        self.rv_delete: Delete = delete(reference_values).where(name)
+
+    # --- settings ---------------------------------------------------------------------------
+
+    def _settings(self, upsert: Any) -> None:
+        key = settings.c.key == bindparam("p_key", type_=String())
+        ins = upsert(settings)
+        self.setting_put_if_absent: Insert = ins.on_conflict_do_nothing(
+            index_elements=[settings.c.key]
+        ).returning(settings.c.key)
+        self.setting_put: Insert = ins.on_conflict_do_update(
+            index_elements=[settings.c.key],
+            set_={
+                "key_id": ins.excluded.key_id,
+                "nonce": ins.excluded.nonce,
+                "ciphertext": ins.excluded.ciphertext,
+                "updated_at": ins.excluded.updated_at,
+            },
+        )
+        self.setting_get: Select[Any] = select(
+            settings.c.key_id, settings.c.nonce, settings.c.ciphertext
+        ).where(key)
+        self.setting_delete: Delete = delete(settings).where(key)
+        self.setting_all: Select[Any] = select(
+            settings.c.key, settings.c.key_id, settings.c.nonce, settings.c.ciphertext
+        ).with_for_update()
+        self.setting_reseal: Update = (
+            update(settings)
+            .where(key)
+            .values(
+                key_id=bindparam("p_key_id", type_=String()),
+                nonce=bindparam("p_nonce", type_=LargeBinary()),
+                ciphertext=bindparam("p_ciphertext", type_=LargeBinary()),
+            )
+        )
+
+
+__all__ = ["Statements"]

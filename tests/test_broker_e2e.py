@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
-from tests.broker_harness import RunningBroker, running_broker, unique_path
+from broker_harness import RunningBroker, running_broker, unique_path
 from veritee.attester.kbs_client import KbsClient, KbsClientError, TeeKey
 from veritee.broker.jwe import b64url_decode, concat_kdf
 from veritee.testing.snp import DEFAULT_MEASUREMENT, SnpEmulator

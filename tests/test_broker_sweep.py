@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.broker_harness import RunningBroker, running_broker
+from broker_harness import RunningBroker, running_broker
 from veritee.attester.kbs_client import TeeKey
 
 JSON_ENDPOINTS = [

@@ -20,12 +20,12 @@ from test_store_support import (
     OTHER_KEK,
     T0,
     backend_url,
+    event,
     session,
 )
 from veritee.errors import EvidenceError, MisuseError, UndecidedError
 from veritee.store import (
     SCHEMA_VERSION,
-    AuditEvent,
     InvalidRecordError,
     ResourcePathError,
     SessionStateError,
@@ -584,21 +584,6 @@ def test_bad_reference_values_are_refused(store: Store, name: str, values: Any) 
 
 
 # --- audit log ----------------------------------------------------------------------------
-
-
-def event(kind: Any = "attest", at: datetime = T0, **change: Any) -> AuditEvent:
-    base = AuditEvent(
-        kind=kind,
-        at=at,
-        session_id="s1",
-        tee="snp",
-        subject="192.0.2.7",
-        resource=None,
-        verdict="affirming",
-        failed_rules=[],
-        detail={"tcb": {"snp": 10}},
-    )
-    return dataclasses.replace(base, **change)
 
 
 def test_audit_append_and_list(store: Store) -> None:

@@ -8,19 +8,20 @@ stay independent under pytest-xdist.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from veritee.store import Session
+from veritee.store import AuditEvent, Session, Store
 
 PG_ENV = "VERITEE_TEST_POSTGRES_URL"
 BACKENDS = ("sqlite", "postgres")
@@ -42,6 +43,8 @@ def backend_url(backend: str, tmp_path: Path) -> Iterator[str]:
         return
     base = os.environ.get(PG_ENV)
     if not base:
+        import pytest  # not at the top: spawned contenders import this module, not pytest
+
         pytest.skip(no_postgres_reason())
     schema = f"t_{uuid.uuid4().hex[:20]}"
     admin = create_engine(base, poolclass=NullPool)
@@ -69,3 +72,38 @@ def session(
         expires_at=created + ttl,
         extra={"selected-hash-algorithm": "sha384"},
     )
+
+
+def event(kind: Any = "attest", at: datetime = T0, **change: Any) -> AuditEvent:
+    base = AuditEvent(
+        kind=kind,
+        at=at,
+        session_id="s1",
+        tee="snp",
+        subject="192.0.2.7",
+        resource=None,
+        verdict="affirming",
+        failed_rules=[],
+        detail={"tcb": {"snp": 10}},
+    )
+    return dataclasses.replace(base, **change)
+
+
+def contender(url: str, index: int, barrier: Any, results: Any) -> None:
+    """One process of the races in test_store_concurrency (defined here, at top level, so that
+    a spawned interpreter imports it without pytest): migrate an empty database, consume one
+    nonce, claim one setting — each race started at the barrier. Reports a tuple or an error."""
+    try:
+        barrier.wait(30)
+        with Store.open(url, kek=KEK) as store:
+            version = store.schema_version()
+            barrier.wait(30)
+            if index == 0:
+                store.create_session(session(nonce="N"))
+            barrier.wait(30)
+            consumed = store.consume_nonce("s1", "N", now=T0)
+            barrier.wait(30)
+            claimed = store.put_setting_if_absent("ear-key", f"key-{index}")
+        results.put((index, (version, consumed, claimed)))
+    except BaseException as exc:
+        results.put((index, (f"{type(exc).__name__}: {exc}",)))

@@ -61,7 +61,12 @@ def make_engine(url: URL, *, pool_size: int, create: bool) -> Engine:
     if url.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True, **common)
     if create:
-        _create_private_file(Path(str(url.database)))
+        try:
+            _create_private_file(Path(str(url.database)))
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"cannot create the SQLite file {url.database}: {exc.strerror}"
+            ) from exc
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}, **common
     )

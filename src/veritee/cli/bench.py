@@ -89,19 +89,31 @@ def _run_with_progress(benchmark: bench.Benchmark, settings: Settings) -> BenchR
         return benchmark.run(Settings(settings.seconds, settings.threads, advance))
 
 
+#: Labels of the extra figures benchmarks report (others show their key).
+_LABELS = {
+    "single_thread_ops_per_s": "ops/s (1 thread)",
+    "single_thread_floor_ops_per_s": "floor ops/s (1 thread)",
+    "single_thread_ratio_to_floor": "ratio to floor (1 thread)",
+    "scaling": "scaling (N threads / 1 thread)",
+    "floor_scaling": "floor scaling (N threads / 1 thread)",
+}
+
+
 def result_table(result: BenchResult) -> Table:
     table = Table(title=f"veritee bench {result.benchmark}", header_style="bold")
     table.add_column("figure", style="cyan")
     table.add_column("value", justify="right")
-    table.add_row(f"ops/s ({result.threads} thread{'s' if result.threads > 1 else ''})",
-                  f"{result.ops_per_s:,.1f}")
+    plural = "s" if result.threads > 1 else ""
+    table.add_row(f"ops/s ({result.threads} thread{plural})", f"{result.ops_per_s:,.1f}")
     if result.floor is not None:
         table.add_row(f"floor: {result.floor.name}", f"{result.floor.ops_per_s:,.1f}")
         table.add_row("ratio to floor", f"{result.ratio_to_floor:.3f}")
-    table.add_row("peer", f"{result.peer.name}: {result.peer.ops_per_s:,.1f}"
-                  if result.peer else "none")
+    peer = result.peer
+    table.add_row("peer", f"{peer.name}: {peer.ops_per_s:,.1f}" if peer else "none")
     for key, value in result.extra.items():
+        if result.threads == 1 and key in _LABELS:
+            continue  # the one-thread figures repeat the main ones
         shown = f"{value:,}" if isinstance(value, float) else str(value)
-        table.add_row(key.replace("_", " "), shown)
+        table.add_row(_LABELS.get(key, key), shown)
     table.add_row("seconds per measurement", f"{result.seconds:g}")
     return table

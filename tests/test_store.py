@@ -4,6 +4,7 @@ sealing at rest, versioning, the append-only audit log, migrations and error tra
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -611,9 +612,27 @@ def test_audit_append_and_list(store: Store) -> None:
     "call",
     [
         lambda s: s.append_audit(event("bogus")),
+        lambda s: s.append_audit(event(detail={"not json": object()})),
+        lambda s: s.append_audit(event(detail={"nan": float("nan")})),
+        lambda s: s.append_audit(event(subject="x" * 256)),
+        lambda s: s.append_audit(event(session_id="x" * 129)),
+        lambda s: s.append_audit(event(verdict="")),
+        lambda s: s.append_audit(event(verdict="x" * 33)),
         lambda s: s.list_audit(kind="bogus"),
         lambda s: s.list_audit(limit=0),
         lambda s: s.list_audit(limit=10_001),
+    ],
+    ids=[
+        "kind",
+        "not-json",
+        "nan",
+        "long-subject",
+        "long-session-id",
+        "empty-verdict",
+        "long-verdict",
+        "list-kind",
+        "limit-0",
+        "limit-big",
     ],
 )
 def test_bad_audit_calls_are_refused(store: Store, call: Callable[[Store], object]) -> None:
@@ -666,3 +685,12 @@ def test_database_failures_are_translated_without_parameters(store: Store) -> No
         store.attest_session("s1", token="secret-token", expires_at=T0 + MINUTE, now=T0)
     assert "secret-token" not in str(info.value)
     assert "secret-token" not in str(info.value.__cause__)  # hide_parameters on the engine
+
+
+def test_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from veritee.store import bench
+
+    assert bench.main(["-n", "20", "--threads", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backend"] == "sqlite"
+    assert out["ops_per_s"]["consume_nonce"] > 0

@@ -4,9 +4,10 @@ SQLite (``sqlite:///path.db``): one file shared by threads and processes. Each c
 runs in WAL mode (readers never block the writer), with ``synchronous=NORMAL`` (a commit
 survives a crash of the process; the last commits may be lost on power failure, the usual WAL
 trade), a 5 s busy timeout, and foreign keys on. The sqlite3 module's own transaction
-handling is switched off and SQLAlchemy emits ``BEGIN`` itself — ``BEGIN IMMEDIATE`` for
-writes, so that a writer takes the lock up front and waits its turn under the busy timeout
-instead of failing on a lock upgrade.
+handling is switched off (``isolation_level = None``): a call that is one statement runs in
+SQLite's autocommit, atomic by itself (a write statement waits for the lock under the busy
+timeout); a call of several statements opens its transaction with ``BEGIN IMMEDIATE``, so that
+the writer takes the lock up front instead of failing on a lock upgrade.
 
 PostgreSQL (``postgresql+psycopg://...``; ``postgresql://`` is taken to mean psycopg 3): a
 pool of connections; psycopg prepares statements it sees repeatedly.
@@ -14,6 +15,7 @@ pool of connections; psycopg prepares statements it sees repeatedly.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -22,15 +24,21 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from veritee.errors import VeriteeError
-from veritee.store.errors import StoreConfigError, StoreConflictError, StoreUnavailableError
+from veritee.store.errors import (
+    InvalidRecordError,
+    StoreConfigError,
+    StoreConflictError,
+    StoreUnavailableError,
+)
 
 BUSY_TIMEOUT_S: Final = 5.0
-#: Execution option that makes the SQLite ``begin`` hook emit ``BEGIN IMMEDIATE``.
-WRITE_OPTION: Final = "veritee_write"
+#: What a multi-statement write runs first on SQLite (no event hook: any engine-level
+#: listener makes SQLAlchemy dispatch events around every statement).
+SQLITE_BEGIN_WRITE: Final = "BEGIN IMMEDIATE"
 
 
 def parse_url(url: str) -> URL:
@@ -50,6 +58,11 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
+def _json_dumps(value: Any) -> str:
+    """Compact JSON, refusing NaN and infinities (not JSON; PostgreSQL would refuse them)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def make_engine(url: URL, *, pool_size: int, create: bool) -> Engine:
     """An engine for ``url`` (already checked by :func:`parse_url`)."""
     common: dict[str, Any] = {
@@ -57,6 +70,7 @@ def make_engine(url: URL, *, pool_size: int, create: bool) -> Engine:
         "max_overflow": 2 * pool_size,
         "pool_timeout": 10,
         "hide_parameters": True,
+        "json_serializer": _json_dumps,
     }
     if url.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True, **common)
@@ -70,8 +84,7 @@ def make_engine(url: URL, *, pool_size: int, create: bool) -> Engine:
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}, **common
     )
-    event.listen(engine, "connect", _sqlite_on_connect)
-    event.listen(engine, "begin", _sqlite_on_begin)
+    event.listen(engine.pool, "connect", _sqlite_on_connect)
     return engine
 
 
@@ -95,11 +108,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
         cursor.close()
 
 
-def _sqlite_on_begin(conn: Connection) -> None:
-    immediate = conn.get_execution_options().get(WRITE_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
 def _describe(exc: sa_exc.SQLAlchemyError) -> str:
     """A short, secret-free name of a driver error: class and SQLSTATE / SQLite code."""
     orig = getattr(exc, "orig", None)
@@ -118,5 +126,11 @@ def translated(op: str) -> Iterator[None]:
         raise
     except sa_exc.IntegrityError as exc:
         raise StoreConflictError(f"{op}: a row with this key exists ({_describe(exc)})") from exc
+    except sa_exc.DataError as exc:
+        raise InvalidRecordError(f"{op}: the database refused a value ({_describe(exc)})") from exc
+    except sa_exc.DBAPIError as exc:
+        raise StoreUnavailableError(f"{op}: database failed ({_describe(exc)})") from exc
+    except sa_exc.StatementError as exc:  # a value that could not be bound (e.g. not JSON)
+        raise InvalidRecordError(f"{op}: a value cannot be stored ({_describe(exc)})") from exc
     except sa_exc.SQLAlchemyError as exc:
         raise StoreUnavailableError(f"{op}: database failed ({_describe(exc)})") from exc

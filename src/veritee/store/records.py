@@ -6,12 +6,15 @@ way in (converted to UTC), naive ones are refused.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from veritee.store.errors import InvalidRecordError, ResourcePathError
+
+T = TypeVar("T")
 
 SessionState = Literal["authed", "attested"]
 PolicyKind = Literal["attestation", "resource"]
@@ -112,6 +115,23 @@ def check_name(value: str, what: str) -> str:
     """A non-empty printable name of at most :data:`MAX_NAME` characters."""
     if not isinstance(value, str) or not value or len(value) > MAX_NAME or not value.isprintable():
         raise InvalidRecordError(f"{what} must be 1..{MAX_NAME} printable characters")
+    return value
+
+
+def check_length(value: str | None, limit: int, what: str) -> str | None:
+    """``value`` if it is ``None`` or text of at most ``limit`` characters (the column size,
+    which PostgreSQL enforces and SQLite does not: checked here for both)."""
+    if value is not None and (not isinstance(value, str) or len(value) > limit):
+        raise InvalidRecordError(f"{what} must be text of at most {limit} characters")
+    return value
+
+
+def check_json(value: T, what: str) -> T:
+    """``value`` if it serializes as strict JSON (no NaN or infinities, string keys)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRecordError(f"{what} is not JSON: {exc}") from exc
     return value
 
 

@@ -112,9 +112,11 @@ class Statements:
         ).where(path)
         self.resource_delete: Delete = delete(resources).where(path)
         self.resource_list: Select[Any] = select(resources.c.path).order_by(resources.c.path)
-        self.resource_all: Select[Any] = select(
-            resources.c.path, resources.c.key_id, resources.c.nonce, resources.c.ciphertext
-        ).with_for_update()
+        self.resource_all: Select[Any] = (
+            select(resources.c.path, resources.c.key_id, resources.c.nonce, resources.c.ciphertext)
+            .order_by(resources.c.path)
+            .with_for_update()
+        )
         self.resource_reseal: Update = (
             update(resources)
             .where(path)
@@ -198,9 +200,11 @@ class Statements:
             settings.c.key_id, settings.c.nonce, settings.c.ciphertext
         ).where(key)
         self.setting_delete: Delete = delete(settings).where(key)
-        self.setting_all: Select[Any] = select(
-            settings.c.key, settings.c.key_id, settings.c.nonce, settings.c.ciphertext
-        ).with_for_update()
+        self.setting_all: Select[Any] = (
+            select(settings.c.key, settings.c.key_id, settings.c.nonce, settings.c.ciphertext)
+            .order_by(settings.c.key)
+            .with_for_update()
+        )
         self.setting_reseal: Update = (
             update(settings)
             .where(key)

@@ -20,7 +20,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Engine, Row, func, inspect, select
 
-from veritee.store.engine import WRITE_OPTION, make_engine, parse_url, translated
+from veritee.store.engine import SQLITE_BEGIN_WRITE, make_engine, parse_url, translated
 from veritee.store.errors import (
     InvalidRecordError,
     SessionStateError,
@@ -30,12 +30,15 @@ from veritee.store.errors import (
 )
 from veritee.store.records import (
     AUDIT_KINDS,
+    MAX_NAME,
     POLICY_KINDS,
     SESSION_STATES,
     AuditEvent,
     PolicyRecord,
     ReferenceValueRecord,
     Session,
+    check_json,
+    check_length,
     check_member,
     check_name,
     check_resource_path,
@@ -65,6 +68,10 @@ class Store:
         self._sealer = sealer
         self._pg = engine.dialect.name == "postgresql"
         self._q = Statements(postgresql=self._pg)
+        # Single statements run in autocommit (on SQLite the driver is always in autocommit;
+        # on PostgreSQL an engine sharing the pool sets it per checkout).
+        single = engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else engine
+        self._engines: dict[Mode, Engine] = {"read": single, "one": single, "tx": engine}
 
     @classmethod
     def open(
@@ -121,15 +128,13 @@ class Store:
 
     @contextmanager
     def _tx(self, op: str, mode: Mode = "tx") -> Iterator[Connection]:
-        """One transaction. ``read``: a read; ``one``: a single write statement (autocommit
-        on PostgreSQL); ``tx``: several statements. SQLite writes take the lock up front."""
-        with translated(op), self._engine.connect() as conn:
-            if self._pg and mode != "tx":
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            elif not self._pg and mode != "read":
-                conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+        """A connection for one call. ``read`` and ``one``: each statement is atomic on its
+        own (autocommit; one round trip on PostgreSQL); ``tx``: one transaction around several
+        statements, which on SQLite takes the write lock up front."""
+        with translated(op), self._engines[mode].connect() as conn, conn.begin():
+            if mode == "tx" and not self._pg:
+                conn.exec_driver_sql(SQLITE_BEGIN_WRITE)
+            yield conn
 
     # --- schema -------------------------------------------------------------------------------
 
@@ -183,10 +188,10 @@ class Store:
             raise InvalidRecordError("session id must be 1..128 characters")
         params = {
             "id": s.id,
-            "tee": s.tee,
+            "tee": check_length(s.tee, 64, "tee"),
             "nonce": s.nonce,
-            "request": s.request,
-            "extra": s.extra,
+            "request": check_json(s.request, "session request"),
+            "extra": check_json(s.extra, "session extra"),
             "state": s.state,
             "nonce_used": False,
             "token": s.token,
@@ -324,7 +329,12 @@ class Store:
         }
         if not isinstance(source, str):
             raise InvalidRecordError("policy source must be text")
-        row = {**head, "source": source, "created_at": utc(now, "now"), "author": author}
+        row = {
+            **head,
+            "source": source,
+            "created_at": utc(now, "now"),
+            "author": check_length(author, MAX_NAME, "author"),
+        }
         with self._tx("put_policy") as conn:
             version = int(conn.execute(self._q.policy_bump, head).scalar_one())
             conn.execute(self._q.policy_insert, {**row, "version": version})
@@ -368,7 +378,7 @@ class Store:
         head = {"name": check_name(name, "reference value name")}
         row = {
             **head,
-            "values_json": values,
+            "values_json": check_json(values, "reference values"),
             "provenance": provenance,
             "expires": utc_or_none(expires, "expires"),
             "created_at": utc(now, "now"),
@@ -404,13 +414,13 @@ class Store:
         params = {
             "kind": check_member(event.kind, AUDIT_KINDS, "audit kind"),
             "at": utc(event.at, "at"),
-            "session_id": event.session_id,
-            "tee": event.tee,
-            "subject": event.subject,
-            "resource": event.resource,
-            "verdict": event.verdict,
-            "failed_rules": list(event.failed_rules),
-            "detail": dict(event.detail),
+            "session_id": check_length(event.session_id, 128, "session_id"),
+            "tee": check_length(event.tee, 64, "tee"),
+            "subject": check_length(event.subject, MAX_NAME, "subject"),
+            "resource": check_length(event.resource, MAX_NAME, "resource"),
+            "verdict": check_length(check_name(event.verdict, "verdict"), 32, "verdict"),
+            "failed_rules": check_json(list(event.failed_rules), "failed_rules"),
+            "detail": check_json(dict(event.detail), "audit detail"),
         }
         with self._tx("append_audit", "one") as conn:
             return int(conn.execute(self._q.audit_insert, params).scalar_one())

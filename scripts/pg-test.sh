@@ -71,7 +71,7 @@ start() {
     if [[ $(id -u) -eq 0 ]]; then
         id postgres >/dev/null 2>&1 || { log "user postgres is missing (install postgresql)"; exit 1; }
         chown postgres: "$dir"
-        as_owner test -w "$dir" || { log "$dir is not writable by postgres"; exit 1; }
+        as_owner test -w "$dir" || { log "$dir is not writable by user postgres: give a DIR it can reach (e.g. under /tmp), or none"; exit 1; }
     fi
     if [[ -f "$dir/data/PG_VERSION" ]] && as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         log "already running in $dir"

@@ -11,7 +11,6 @@ and the warning is silenced for that one message only (amd-sev.md §2.5, §5.10)
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ warnings.filterwarnings(
     category=CryptographyDeprecationWarning,
 )
 
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
-_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
+_PEM_CERT = (b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----")
+_PEM_CRL = (b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,23 +75,58 @@ def _cn(name: x509.Name) -> str:
 
 
 def split_pem_or_der(blob: bytes) -> tuple[list[bytes], list[bytes]]:
-    """Certificate DERs and CRL DERs found in ``blob`` (PEM bundle, DER, or base64 DER)."""
-    certs = [_pem_body(m.group(0)) for m in _PEM_CERT.finditer(blob)]
-    crls = [_pem_body(m.group(0)) for m in _PEM_CRL.finditer(blob)]
+    """Certificate DERs and CRL DERs found in ``blob`` (PEM bundle, DER, or base64 DER).
+
+    A DER blob is taken as its first element: bytes after it (padding in a certificate
+    table, a trailing newline) are ignored and never stripped from the element itself.
+    """
+    certs = _pem_blocks(blob, *_PEM_CERT)
+    crls = _pem_blocks(blob, *_PEM_CRL)
     if certs or crls:
-        return [c for c in certs if c], [c for c in crls if c]
-    stripped = blob.strip()
-    if stripped[:1] == b"\x30":
-        return ([stripped], []) if not _looks_like_crl(stripped) else ([], [stripped])
-    decoded = b64decode_any(stripped) if stripped and len(stripped) < 1 << 20 else None
-    if decoded and decoded[:1] == b"\x30":
-        return ([decoded], []) if not _looks_like_crl(decoded) else ([], [decoded])
-    return [], []
+        return certs, crls
+    der = _der_element(blob) or _der_element(blob.strip())
+    if der is None:
+        stripped = blob.strip()
+        decoded = b64decode_any(stripped) if stripped and len(stripped) < 1 << 20 else None
+        der = _der_element(decoded) if decoded else None
+    if der is None:
+        return [], []
+    return ([], [der]) if _looks_like_crl(der) else ([der], [])
 
 
-def _pem_body(pem: bytes) -> bytes:
-    lines = [ln for ln in pem.splitlines()[1:-1] if ln.strip()]
-    return b64decode_any(b"".join(ln.strip() for ln in lines)) or b""
+def _pem_blocks(blob: bytes, begin: bytes, end: bytes) -> list[bytes]:
+    """The decoded bodies of every ``begin``…``end`` block (one linear scan)."""
+    out: list[bytes] = []
+    pos = 0
+    while (start := blob.find(begin, pos)) >= 0:
+        stop = blob.find(end, start + len(begin))
+        if stop < 0:
+            break
+        body = _pem_body(blob[start + len(begin) : stop])
+        if body:
+            out.append(body)
+        pos = stop + len(end)
+    return out
+
+
+def _pem_body(text: bytes) -> bytes:
+    return b64decode_any(b"".join(text.split())) or b""
+
+
+def _der_element(blob: bytes) -> bytes | None:
+    """The leading DER SEQUENCE of ``blob`` when its length fits in ``blob``; else None."""
+    if len(blob) < 2 or blob[0] != 0x30:
+        return None
+    first = blob[1]
+    if first < 0x80:
+        header, length = 2, first
+    else:
+        count = first & 0x7F
+        if not 0 < count <= 4 or len(blob) < 2 + count:
+            return None
+        header, length = 2 + count, int.from_bytes(blob[2 : 2 + count], "big")
+    end = header + length
+    return blob[:end] if end <= len(blob) else None
 
 
 def _looks_like_crl(der: bytes) -> bool:
@@ -169,7 +203,7 @@ def _parse_cert(der: bytes) -> Cert | None:
         )
     except (ValueError, TypeError):
         return None
-    except Exception:  # noqa: BLE001 - unsupported key types raise library-specific errors
+    except Exception:  # unsupported key types raise library-specific errors
         return None
 
 

@@ -41,8 +41,14 @@ class Evidence:
     def from_json(cls, document: Any) -> Evidence:
         """Wrap an already parsed JSON document (for example a field of a KBS request)."""
         if isinstance(document, str):
-            return decode_evidence(document.encode())
-        text = json.dumps(document, separators=(",", ":")).encode()
+            try:
+                return decode_evidence(document.encode())
+            except UnicodeEncodeError as exc:  # a lone surrogate (JSON "\\ud800")
+                raise MalformedEvidenceError("evidence text is not valid Unicode") from exc
+        try:
+            text = json.dumps(document, separators=(",", ":")).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise MalformedEvidenceError(f"evidence is not a JSON document: {exc}") from exc
         return cls(data=text, form="json", json=document)
 
 
@@ -52,7 +58,8 @@ def decode_text_bytes(text: bytes) -> bytes | None:
     if not compact:
         return None
     if _HEX_RE.match(compact) and len(compact.removeprefix(b"0x").removeprefix(b"0X")) % 2 == 0:
-        return bytes.fromhex(compact[2:].decode() if compact[:2] in (b"0x", b"0X") else compact.decode())
+        digits = compact[2:] if compact[:2] in (b"0x", b"0X") else compact
+        return bytes.fromhex(digits.decode())
     if _B64_RE.match(compact):
         return b64decode_any(compact)
     return None
@@ -87,7 +94,7 @@ def decode_evidence(blob: bytes) -> Evidence:
     if stripped[:1] in (b"{", b"["):
         try:
             document = json.loads(stripped)
-        except (UnicodeDecodeError, ValueError):
+        except (ValueError, RecursionError):  # not JSON (or nested beyond reading)
             document = None
         if document is not None:
             return Evidence(data=stripped, form="json", json=document)

@@ -87,6 +87,13 @@ def test_open_without_create_needs_the_schema(url: str) -> None:
         assert store.schema_version() == SCHEMA_VERSION
 
 
+def test_plain_postgresql_scheme_means_psycopg(url: str) -> None:
+    if not url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    with Store.open(url.replace("postgresql+psycopg://", "postgresql://"), kek=KEK) as store:
+        assert store.engine.dialect.driver == "psycopg"
+
+
 def test_migrate_is_idempotent(store: Store) -> None:
     store.migrate()
     store.migrate()

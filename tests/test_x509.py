@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -145,3 +146,16 @@ def test_certificates_with_sha256_rsa_are_parsed() -> None:
     assert cert.subject_cn == "ARK-Milan"
     assert cert.sha256 == hashlib.sha256(der).hexdigest()
     assert isinstance(cert.cert.signature_hash_algorithm, hashes.SHA384)
+
+
+def test_serial_zero_parses_when_warnings_are_errors() -> None:
+    # AMD VCEKs have serial 0; cryptography warns on load and on .serial_number. With
+    # warnings as errors (pytest's filterwarnings = error, python -W error) every real VCEK
+    # used to be dropped as unparsable and the verifier asked KDS for it.
+    der = SnpEmulator().chain["vek"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cert = CertCache().cert(der)
+    assert cert is not None
+    assert cert.serial == 0
+    assert cert.subject_cn == "SEV-VCEK"

@@ -5,7 +5,10 @@ network, the disk or the clock).
 
 AMD VCEKs and VLEKs carry serial number 0, which RFC 5280 forbids; ``cryptography`` warns
 that it will refuse such certificates "in a future release". The pinned version accepts them
-and the warning is silenced for that one message only (amd-sev.md §2.5, §5.10).
+and the warning is silenced for that one message only (amd-sev.md §2.5, §5.10): by a filter
+at import and, because a process may turn warnings into errors (``python -W error``, pytest's
+``filterwarnings = error``), around the parse itself. Read the serial from :attr:`Cert.serial`,
+which was taken under that guard, rather than from ``Cert.cert``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,11 +29,19 @@ from cryptography.utils import CryptographyDeprecationWarning
 from veritee.errors import ExpiredError
 from veritee.evidence import b64decode_any
 
-warnings.filterwarnings(
-    "ignore",
-    message="Parsed a serial number which wasn't positive",
-    category=CryptographyDeprecationWarning,
-)
+_SERIAL_WARNING = "Parsed a serial number which wasn't positive"
+warnings.filterwarnings("ignore", message=_SERIAL_WARNING,
+                        category=CryptographyDeprecationWarning)
+#: ``warnings.catch_warnings`` swaps process-wide state: one parse at a time inside it.
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _serial_zero_tolerated() -> Iterator[None]:
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_SERIAL_WARNING,
+                                category=CryptographyDeprecationWarning)
+        yield
 
 _PEM_CERT = (b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----")
 _PEM_CRL = (b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----")
@@ -46,6 +59,8 @@ class Cert:
     not_before: datetime
     not_after: datetime
     public_key: Any
+    serial: int
+    """The serial number (0 on AMD VCEKs and VLEKs)."""
 
     def check_validity(self, now: datetime, what: str) -> None:
         """Raise ExpiredError unless ``now`` lies in [notBefore, notAfter]."""
@@ -189,7 +204,9 @@ _MISS = object()
 
 def _parse_cert(der: bytes) -> Cert | None:
     try:
-        cert = x509.load_der_x509_certificate(der)
+        with _serial_zero_tolerated():
+            cert = x509.load_der_x509_certificate(der)
+            serial = cert.serial_number
         canonical = cert.public_bytes(Encoding.DER)
         return Cert(
             cert=cert,
@@ -200,6 +217,7 @@ def _parse_cert(der: bytes) -> Cert | None:
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             public_key=cert.public_key(),
+            serial=serial,
         )
     except (ValueError, TypeError):
         return None

@@ -132,8 +132,9 @@ class SnpVerifier:
         _check_report_signature(report, vek)
         _check_tcb(report, info, product, signer)
         _check_hwid(report, info, signer, product)
-        revocation = self._check_revocation(ark, intermediate, vek, pool, collateral, signer,
-                                            product, now)
+        revocation = self._check_revocation(ark, intermediate, vek, pool=pool,
+                                            collateral=collateral, signer=signer,
+                                            product=product, now=now)
         if report_data is not None and report.report_data != report_data:
             raise BindingError(
                 f"REPORT_DATA is {report.report_data.hex()}, expected {report_data.hex()}"
@@ -237,7 +238,8 @@ class SnpVerifier:
             try:
                 self._check_link(ark, ark, "ARK self-signature")
                 self._check_link(intermediate, ark, f"{want.upper()} signature by the ARK")
-                self._check_link(vek, intermediate, f"{signer.upper()} signature by the {want.upper()}")
+                self._check_link(vek, intermediate,
+                                 f"{signer.upper()} signature by the {want.upper()}")
             except ChainError as exc:
                 errors.append(exc.detail)
                 continue
@@ -263,7 +265,7 @@ class SnpVerifier:
 
     # -- revocation --------------------------------------------------------------------------
 
-    def _check_revocation(self, ark: Cert, intermediate: Cert, vek: Cert, pool: _Pool,
+    def _check_revocation(self, ark: Cert, intermediate: Cert, vek: Cert, *, pool: _Pool,
                           collateral: CollateralSource, signer: str, product: str,
                           now: datetime) -> str:
         crls = list(pool.crls)
@@ -277,9 +279,10 @@ class SnpVerifier:
         for crl in crls:
             _check_crl(crl, ark, now)
             for cert, what in ((intermediate, intermediate.subject_cn), (vek, signer.upper())):
-                serial = cert.cert.serial_number
+                serial = cert.serial
                 if serial and crl.crl.get_revoked_certificate_by_serial_number(serial) is not None:
-                    raise RevokedError(f"{what} (serial {serial}) is revoked by the {ark.subject_cn} CRL")
+                    raise RevokedError(
+                        f"{what} (serial {serial}) is revoked by the {ark.subject_cn} CRL")
         return "checked"
 
 
@@ -399,7 +402,8 @@ def _check_crl(crl: Crl, ark: Cert, now: datetime) -> None:
             raise InvalidSignature
         key.verify(crl.crl.signature, crl.crl.tbs_certlist_bytes, _PSS, hashes.SHA384())
     except InvalidSignature as exc:
-        raise ChainError(f"the CRL named for {ark.subject_cn} is not signed by the pinned ARK") from exc
+        raise ChainError(
+            f"the CRL named for {ark.subject_cn} is not signed by the pinned ARK") from exc
     last, nxt = crl.crl.last_update_utc, crl.crl.next_update_utc
     if now < last or (nxt is not None and now > nxt):
         raise ExpiredError(

@@ -37,7 +37,7 @@ class Session:
     tee: str
     nonce: str
     request: dict[str, Any]
-    state: SessionState
+    state: str  # a SessionState; checked when written
     created_at: datetime
     expires_at: datetime
     token: str | None = None
@@ -49,7 +49,7 @@ class Session:
 class PolicyRecord:
     """One version of a Rego policy."""
 
-    kind: PolicyKind
+    kind: str  # a PolicyKind
     policy_id: str
     version: int
     source: str
@@ -74,7 +74,7 @@ class AuditEvent:
     """One line of the append-only audit log: an attestation, a release, a refusal, or an
     administrative change. ``subject`` is who asked (client address or admin subject)."""
 
-    kind: AuditKind
+    kind: str  # an AuditKind; checked when written
     at: datetime
     session_id: str | None
     tee: str | None

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Row, func, inspect, select
 
@@ -500,7 +500,7 @@ def _session(row: Row[Any]) -> Session:
         tee=row.tee,
         nonce=row.nonce,
         request=dict(row.request),
-        state=cast("Any", row.state),
+        state=row.state,
         created_at=row.created_at,
         expires_at=row.expires_at,
         token=row.token,

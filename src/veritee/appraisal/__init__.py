@@ -1,28 +1,68 @@
 """Appraisal: reference values and Rego policies turn verified claims into an EAR.
 
+* :class:`PolicyEngine` evaluates attestation policies (claims → AR4SI trust vector, with an
+  explanation of every rule) and resource policies (EAR claims + path → release or not).
 * :mod:`veritee.appraisal.reference` models and parses reference values.
 
 Never imports HTTP or the store (DESIGN.md layers).
 """
 
-from veritee.appraisal.errors import PolicyError, ReferenceValueError
+from veritee.appraisal.defaults import (
+    DEFAULT_POLICY_TEES,
+    DEFAULT_RESOURCE_POLICY,
+    GENERIC_ATTESTATION_POLICY,
+    UNSAFE_ALLOW_ALL_RESOURCE_POLICY,
+    default_attestation_policy,
+)
+from veritee.appraisal.engine import CLAIM_RULES, PolicyEngine
+from veritee.appraisal.errors import (
+    EarAlgorithmError,
+    EarError,
+    EarExpiredError,
+    EarKeyError,
+    EarMalformedError,
+    EarNotYetValidError,
+    EarSignatureError,
+    PolicyError,
+    ReferenceValueError,
+)
+from veritee.appraisal.inputs import policy_input
 from veritee.appraisal.reference import (
     ReferenceValue,
     active,
     parse_reference_values,
     reference_mapping,
 )
+from veritee.appraisal.result import Appraisal, Check, Decision
 from veritee.appraisal.vector import TRUST_CLAIMS, Status, ear_status, ear_tier
 
 __all__ = [
+    "CLAIM_RULES",
+    "DEFAULT_POLICY_TEES",
+    "DEFAULT_RESOURCE_POLICY",
+    "GENERIC_ATTESTATION_POLICY",
     "TRUST_CLAIMS",
+    "UNSAFE_ALLOW_ALL_RESOURCE_POLICY",
+    "Appraisal",
+    "Check",
+    "Decision",
+    "EarAlgorithmError",
+    "EarError",
+    "EarExpiredError",
+    "EarKeyError",
+    "EarMalformedError",
+    "EarNotYetValidError",
+    "EarSignatureError",
+    "PolicyEngine",
     "PolicyError",
     "ReferenceValue",
     "ReferenceValueError",
     "Status",
     "active",
+    "default_attestation_policy",
     "ear_status",
     "ear_tier",
     "parse_reference_values",
+    "policy_input",
     "reference_mapping",
 ]

@@ -2,6 +2,7 @@
 
 * :class:`PolicyEngine` evaluates attestation policies (claims → AR4SI trust vector, with an
   explanation of every rule) and resource policies (EAR claims + path → release or not).
+* :mod:`veritee.appraisal.ear` signs and verifies EAR tokens (ES256).
 * :mod:`veritee.appraisal.reference` models and parses reference values.
 
 Never imports HTTP or the store (DESIGN.md layers).
@@ -13,6 +14,14 @@ from veritee.appraisal.defaults import (
     GENERIC_ATTESTATION_POLICY,
     UNSAFE_ALLOW_ALL_RESOURCE_POLICY,
     default_attestation_policy,
+)
+from veritee.appraisal.ear import (
+    CLAIM_NAMES,
+    EAR_PROFILE,
+    EarIssuer,
+    load_or_create_signing_key,
+    tee_pubkey_from_ear,
+    verify_ear,
 )
 from veritee.appraisal.engine import CLAIM_RULES, PolicyEngine
 from veritee.appraisal.errors import (
@@ -37,9 +46,11 @@ from veritee.appraisal.result import Appraisal, Check, Decision
 from veritee.appraisal.vector import TRUST_CLAIMS, Status, ear_status, ear_tier
 
 __all__ = [
+    "CLAIM_NAMES",
     "CLAIM_RULES",
     "DEFAULT_POLICY_TEES",
     "DEFAULT_RESOURCE_POLICY",
+    "EAR_PROFILE",
     "GENERIC_ATTESTATION_POLICY",
     "TRUST_CLAIMS",
     "UNSAFE_ALLOW_ALL_RESOURCE_POLICY",
@@ -49,6 +60,7 @@ __all__ = [
     "EarAlgorithmError",
     "EarError",
     "EarExpiredError",
+    "EarIssuer",
     "EarKeyError",
     "EarMalformedError",
     "EarNotYetValidError",
@@ -62,7 +74,10 @@ __all__ = [
     "default_attestation_policy",
     "ear_status",
     "ear_tier",
+    "load_or_create_signing_key",
     "parse_reference_values",
     "policy_input",
     "reference_mapping",
+    "tee_pubkey_from_ear",
+    "verify_ear",
 ]

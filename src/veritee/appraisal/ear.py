@@ -1,0 +1,344 @@
+"""EAR (EAT Attestation Result) tokens: ES256 JWTs carrying each appraisal's status, trust
+vector and annotated evidence (service-anchors.md §1.6).
+
+Claim names are those Trustee and Veraison emit today, kept in :data:`CLAIM_NAMES` so the
+renamed claims of the IETF draft (draft-ietf-rats-ear) can follow by changing one table.
+
+:func:`verify_ear` accepts only ES256 with a key from the JWKS it is given, so ``alg: none``,
+HS256 keyed with the public key, and keys named inside the token (``jwk``, ``jku``, ``x5u``)
+are all refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import errors as jose_errors
+from joserfc import jws, jwt
+from joserfc.jwk import ECKey
+
+from veritee.appraisal.errors import (
+    EarAlgorithmError,
+    EarError,
+    EarExpiredError,
+    EarKeyError,
+    EarMalformedError,
+    EarNotYetValidError,
+    EarSignatureError,
+)
+from veritee.appraisal.result import Appraisal
+from veritee.errors import MisuseError
+
+log = logging.getLogger(__name__)
+
+EAR_PROFILE: Final = "tag:github.com,2024:confidential-containers/Trustee"
+ALGORITHM: Final = "ES256"
+
+#: Our name for each claim → its name in the token.
+CLAIM_NAMES: Final[Mapping[str, str]] = MappingProxyType({
+    "profile": "eat_profile",
+    "issued_at": "iat",
+    "expires": "exp",
+    "not_before": "nbf",
+    "issuer": "iss",
+    "verifier_id": "ear.verifier-id",
+    "submods": "submods",
+    "status": "ear.status",
+    "trust_vector": "ear.trustworthiness-vector",
+    "policy_id": "ear.appraisal-policy-id",
+    "policy_version": "ear.veritee.appraisal-policy-version",
+    "annotated_evidence": "ear.veraison.annotated-evidence",
+})
+
+#: The submodule whose annotated evidence holds the TEE key (service-anchors.md §1.13 #7).
+PRIMARY_SUBMOD: Final = "cpu0"
+_B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
+
+
+class EarIssuer:
+    """Signs EAR tokens with a P-256 key and publishes its public half as a JWKS."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, *, issuer: str = "veritee",
+                 ttl_seconds: int = 300, kid: str | None = None,
+                 verifier_build: str = "veritee 0.1.0", developer: str = "veritee") -> None:
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
+                key.curve, ec.SECP256R1):
+            raise MisuseError("an EAR signing key must be a P-256 private key (ES256)")
+        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
+            raise MisuseError(f"ttl_seconds must be a positive integer, not {ttl_seconds!r}")
+        self._key = ECKey.import_key(key)
+        self.kid = kid or self._key.thumbprint()
+        self.issuer = issuer
+        self.ttl_seconds = ttl_seconds
+        self.verifier_id = {"developer": developer, "build": verifier_build}
+
+    def claims(self, submods: Mapping[str, Appraisal], *, now: datetime,
+               extra_annotations: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The token's claims (what :meth:`issue` signs)."""
+        if not submods:
+            raise MisuseError("an EAR needs at least one submodule (cpu0)")
+        issued = _timestamp(now)
+        names = CLAIM_NAMES
+        return {
+            names["profile"]: EAR_PROFILE,
+            names["issued_at"]: issued,
+            names["expires"]: issued + self.ttl_seconds,
+            names["issuer"]: self.issuer,
+            names["verifier_id"]: dict(self.verifier_id),
+            names["submods"]: {name: _submod(appraisal, extra_annotations)
+                               for name, appraisal in submods.items()},
+        }
+
+    def issue(self, submods: Mapping[str, Appraisal], *, now: datetime,
+              extra_annotations: Mapping[str, Any] | None = None) -> str:
+        """An ES256 JWT for ``submods`` (``{"cpu0": appraisal, "gpu0": ...}``), valid from
+        ``now`` for ``ttl_seconds``. ``extra_annotations`` are merged into every submodule's
+        annotated evidence.
+        """
+        header = {"alg": ALGORITHM, "typ": "JWT", "kid": self.kid}
+        claims = self.claims(submods, now=now, extra_annotations=extra_annotations)
+        return jwt.encode(header, claims, self._key, algorithms=[ALGORITHM])
+
+    def public_jwk(self) -> dict[str, Any]:
+        public = self._key.as_dict(private=False)
+        return {**public, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
+
+    def jwks(self) -> dict[str, Any]:
+        """``{"keys": [the public JWK]}``, for ``/.well-known/jwks.json``."""
+        return {"keys": [self.public_jwk()]}
+
+
+def _submod(appraisal: Appraisal, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not isinstance(appraisal, Appraisal):
+        raise MisuseError(f"a submodule is an Appraisal, not {type(appraisal).__name__}")
+    names = CLAIM_NAMES
+    out: dict[str, Any] = {
+        names["status"]: appraisal.status,
+        names["trust_vector"]: dict(appraisal.trust_vector),
+        names["policy_id"]: appraisal.policy_id,
+        names["annotated_evidence"]: {**appraisal.annotated, **(extra or {})},
+    }
+    if appraisal.policy_version is not None:
+        out[names["policy_version"]] = appraisal.policy_version
+    return out
+
+
+def _timestamp(now: datetime) -> int:
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        raise MisuseError("now must be a timezone-aware datetime")
+    return int(now.timestamp())
+
+
+# -- verifying -----------------------------------------------------------------------------------
+
+
+def verify_ear(token: str, jwks: Mapping[str, Any], *, now: datetime,
+               leeway: int = 0) -> dict[str, Any]:
+    """The claims of ``token`` if it is an ES256 JWT signed by a key in ``jwks`` and valid at
+    ``now`` (± ``leeway`` seconds).
+
+    Raises:
+        EarMalformedError: not a compact JWS, bad base64url or JSON, missing or mistyped
+            ``exp``/``iat``/``submods``, or a ``crit`` header.
+        EarAlgorithmError: ``alg`` is not ES256.
+        EarKeyError: no P-256 signing key in ``jwks`` matches the ``kid``.
+        EarSignatureError: the signature does not verify.
+        EarExpiredError, EarNotYetValidError: outside the validity window.
+    """
+    header, payload = _parts(token)
+    if header.get("alg") != ALGORITHM:
+        raise EarAlgorithmError(f"token alg is {header.get('alg')!r}; only {ALGORITHM} is accepted")
+    if "crit" in header:
+        raise EarMalformedError(f"token has critical header parameters {header['crit']!r}")
+    key = _key_for(header.get("kid"), jwks)
+    try:
+        jws.deserialize_compact(token, key, algorithms=[ALGORITHM])
+    except jose_errors.BadSignatureError:
+        raise EarSignatureError(
+            f"token signature does not verify under key {header.get('kid')!r}") from None
+    except (jose_errors.JoseError, ValueError) as exc:
+        raise EarMalformedError(f"token is not a valid JWS: {exc}") from None
+    claims = _json_object(payload, "payload")
+    _check_times(claims, now, leeway)
+    _check_submods(claims)
+    return claims
+
+
+def tee_pubkey_from_ear(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The TEE's public JWK: ``submods.cpu0["ear.veraison.annotated-evidence"]
+    .runtime_data_claims["tee-pubkey"]``.
+
+    Raises:
+        EarMalformedError: the path is absent or does not end in a JWK object.
+    """
+    submods = claims.get(CLAIM_NAMES["submods"])
+    primary = submods.get(PRIMARY_SUBMOD) if isinstance(submods, Mapping) else None
+    evidence = (primary.get(CLAIM_NAMES["annotated_evidence"])
+                if isinstance(primary, Mapping) else None)
+    runtime = evidence.get("runtime_data_claims") if isinstance(evidence, Mapping) else None
+    key = runtime.get("tee-pubkey") if isinstance(runtime, Mapping) else None
+    if not isinstance(key, Mapping) or not isinstance(key.get("kty"), str):
+        raise EarMalformedError(
+            f"the token has no TEE public key at submods.{PRIMARY_SUBMOD}."
+            f"{CLAIM_NAMES['annotated_evidence']}.runtime_data_claims.tee-pubkey")
+    return dict(key)
+
+
+def _parts(token: Any) -> tuple[dict[str, Any], bytes]:
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise EarMalformedError("token is not ASCII text") from None
+    if not isinstance(token, str):
+        raise EarMalformedError(f"token is a {type(token).__name__}, not text")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise EarMalformedError(f"token has {len(parts)} dot-separated parts, not 3 (compact JWS)")
+    header_bytes, payload, _ = (_b64url(part, what)
+                                for part, what in zip(parts, ("header", "payload", "signature"),
+                                                      strict=True))
+    return _json_object(header_bytes, "header"), payload
+
+
+def _b64url(part: str, what: str) -> bytes:
+    # An empty signature parses, so that `alg: none` is refused for its algorithm.
+    if (not part and what != "signature") or not _B64URL.fullmatch(part) or len(part) % 4 == 1:
+        raise EarMalformedError(f"token {what} is not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        raise EarMalformedError(f"token {what} is not unpadded base64url") from None
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise EarMalformedError(f"token {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise EarMalformedError(f"token {what} is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _key_for(kid: Any, jwks: Mapping[str, Any]) -> ECKey:
+    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    if not isinstance(keys, list):
+        raise MisuseError('a JWKS is {"keys": [...]}')
+    candidates = [k for k in keys
+                  if isinstance(k, Mapping) and (kid is None or k.get("kid") == kid)]
+    if not candidates or (kid is None and len(candidates) != 1):
+        raise EarKeyError(f"no key in the JWKS has kid {kid!r}" if kid is not None else
+                          "token has no kid and the JWKS holds more than one key")
+    jwk = candidates[0]
+    if (jwk.get("kty"), jwk.get("crv")) != ("EC", "P-256") or jwk.get("alg", ALGORITHM) != (
+            ALGORITHM) or jwk.get("use", "sig") != "sig" or "d" in jwk:
+        raise EarKeyError(f"key {kid!r} is not a public P-256 ES256 signing key")
+    try:
+        return ECKey.import_key(dict(jwk))
+    except (jose_errors.JoseError, ValueError, TypeError) as exc:
+        raise EarKeyError(f"key {kid!r} does not import: {exc}") from None
+
+
+def _check_times(claims: Mapping[str, Any], now: datetime, leeway: int) -> None:
+    instant = _timestamp(now)
+    times: dict[str, float | None] = {}
+    for name in ("expires", "issued_at", "not_before"):
+        claim = CLAIM_NAMES[name]
+        value = claims.get(claim)
+        if value is None and name != "not_before":
+            raise EarMalformedError(f"token has no {claim} claim")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise EarMalformedError(f"token {claim} is {value!r}, not a number")
+        times[name] = value
+    expires = times["expires"]
+    if expires is not None and instant >= expires + leeway:
+        raise EarExpiredError(f"token expired at {expires} (now {instant}, leeway {leeway} s)")
+    for name in ("not_before", "issued_at"):
+        start = times[name]
+        if start is not None and instant + leeway < start:
+            raise EarNotYetValidError(f"token {CLAIM_NAMES[name]} is {start}, after now "
+                                      f"({instant}, leeway {leeway} s)")
+
+
+def _check_submods(claims: Mapping[str, Any]) -> None:
+    submods = claims.get(CLAIM_NAMES["submods"])
+    if not isinstance(submods, dict) or not submods or not all(
+            isinstance(v, dict) for v in submods.values()):
+        raise EarMalformedError("token submods is not a non-empty object of objects")
+
+
+# -- the signing key -----------------------------------------------------------------------------
+
+
+def load_or_create_signing_key(path: Path | None) -> ec.EllipticCurvePrivateKey:
+    """The EAR signing key.
+
+    * ``path`` is None: a fresh key for this process only (tokens die with it).
+    * ``path`` exists: its PEM private key (production), which must be P-256.
+    * ``path`` does not exist (development): a new P-256 key, written there with mode 0600.
+
+    Raises:
+        MisuseError: the file is not an unencrypted PEM P-256 private key.
+    """
+    if path is None:
+        return ec.generate_private_key(ec.SECP256R1())
+    path = Path(path)
+    if not path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        if _write_new(path, key):
+            log.info("created EAR signing key %s", path)
+            return key
+    return _load(path)
+
+
+def _write_new(path: Path, key: ec.EllipticCurvePrivateKey) -> bool:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False            # another process created it first: use theirs
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return True
+
+
+def _load(path: Path) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise MisuseError(f"EAR signing key {path} is not an unencrypted PEM private key: "
+                          f"{exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve,
+                                                                         ec.SECP256R1):
+        raise MisuseError(f"EAR signing key {path} is not a P-256 key (ES256)")
+    if path.stat().st_mode & 0o077:
+        log.warning("EAR signing key %s is readable by other users (mode %o)", path,
+                    path.stat().st_mode & 0o777)
+    return key
+
+
+__all__ = [
+    "ALGORITHM",
+    "CLAIM_NAMES",
+    "EAR_PROFILE",
+    "EarError",
+    "EarIssuer",
+    "load_or_create_signing_key",
+    "tee_pubkey_from_ear",
+    "verify_ear",
+]

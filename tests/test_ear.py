@@ -1,0 +1,319 @@
+"""EAR tokens: issuing, JWKS, verification and every way a token must be refused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from veritee.appraisal import (
+    CLAIM_NAMES,
+    EAR_PROFILE,
+    Appraisal,
+    EarAlgorithmError,
+    EarError,
+    EarExpiredError,
+    EarIssuer,
+    EarKeyError,
+    EarMalformedError,
+    EarNotYetValidError,
+    EarSignatureError,
+    load_or_create_signing_key,
+    tee_pubkey_from_ear,
+    verify_ear,
+)
+from veritee.errors import EvidenceError, ExpiredError, MisuseError, SignatureError
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+TEE_KEY = {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW",
+           "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+           "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+VECTOR = {"instance-identity": 2, "configuration": 2, "executables": 3, "file-system": 0,
+          "hardware": 2, "runtime-opaque": 0, "storage-opaque": 0, "sourced-data": 0}
+APPRAISAL = Appraisal(
+    tee="snp", policy_id="default_cpu", policy_version=4, trust_vector=VECTOR,
+    status="affirming", checks=(),
+    annotated={"snp": {"measurement": "ab" * 48}, "report_data": "00" * 64,
+               "runtime_data_claims": {"nonce": "bm9uY2U=", "tee-pubkey": TEE_KEY},
+               "init_data": "", "init_data_claims": {}})
+
+
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+ISSUER = EarIssuer(key(), ttl_seconds=300)
+JWKS = ISSUER.jwks()
+TOKEN = ISSUER.issue({"cpu0": APPRAISAL}, now=NOW)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def compact(header: dict[str, Any], claims: dict[str, Any], signer: Any = None) -> str:
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = signer(signing_input.encode()) if signer else b""
+    return f"{signing_input}.{b64(signature)}"
+
+
+def es256(private: ec.EllipticCurvePrivateKey) -> Any:
+    def sign(data: bytes) -> bytes:
+        r, s = decode_dss_signature(private.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return sign
+
+
+def claims_at(when: datetime) -> dict[str, Any]:
+    return ISSUER.claims({"cpu0": APPRAISAL}, now=when)
+
+
+# -- issuing ---------------------------------------------------------------------------------
+
+
+def test_round_trip() -> None:
+    claims = verify_ear(TOKEN, JWKS, now=NOW + timedelta(seconds=299))
+    assert claims["eat_profile"] == EAR_PROFILE
+    assert claims["iat"] == int(NOW.timestamp())
+    assert claims["exp"] == claims["iat"] + 300
+    assert claims["iss"] == "veritee"
+    assert claims["ear.verifier-id"] == {"developer": "veritee", "build": "veritee 0.1.0"}
+    cpu0 = claims["submods"]["cpu0"]
+    assert cpu0["ear.status"] == "affirming"
+    assert cpu0["ear.trustworthiness-vector"] == VECTOR
+    assert cpu0["ear.appraisal-policy-id"] == "default_cpu"
+    assert cpu0["ear.veritee.appraisal-policy-version"] == 4
+    evidence = cpu0["ear.veraison.annotated-evidence"]
+    assert evidence["snp"] == {"measurement": "ab" * 48}
+    assert evidence["report_data"] == "00" * 64
+    assert evidence["runtime_data_claims"]["tee-pubkey"] == TEE_KEY
+    assert tee_pubkey_from_ear(claims) == TEE_KEY
+
+
+def test_header() -> None:
+    header = json.loads(base64.urlsafe_b64decode(TOKEN.split(".")[0] + "=="))
+    assert header == {"alg": "ES256", "typ": "JWT", "kid": ISSUER.kid}
+
+
+def test_jwks_shape() -> None:
+    (jwk,) = JWKS["keys"]
+    assert set(jwk) == {"kty", "crv", "x", "y", "kid", "alg", "use"}
+    assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"]) == ("EC", "P-256", "ES256", "sig")
+    # kid defaults to the RFC 7638 thumbprint of the public key
+    members = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+    assert jwk["kid"] == b64(hashlib.sha256(members.encode()).digest())
+
+
+def test_extra_annotations_and_submods() -> None:
+    gpu = Appraisal(tee="nvidia", policy_id="default_gpu", policy_version=None,
+                    trust_vector=dict.fromkeys(VECTOR, 0), status="none", checks=(),
+                    annotated={"nvidia": {}})
+    token = ISSUER.issue({"cpu0": APPRAISAL, "gpu0": gpu}, now=NOW,
+                         extra_annotations={"ear.veritee.session": "abc"})
+    claims = verify_ear(token, JWKS, now=NOW)
+    assert set(claims["submods"]) == {"cpu0", "gpu0"}
+    for submod in claims["submods"].values():
+        assert submod["ear.veraison.annotated-evidence"]["ear.veritee.session"] == "abc"
+    assert "ear.veritee.appraisal-policy-version" not in claims["submods"]["gpu0"]
+
+
+def test_claim_names_are_one_table() -> None:
+    assert CLAIM_NAMES["status"] == "ear.status"
+    assert CLAIM_NAMES["trust_vector"] == "ear.trustworthiness-vector"
+    assert CLAIM_NAMES["annotated_evidence"] == "ear.veraison.annotated-evidence"
+
+
+@pytest.mark.parametrize(("name", "make"), [
+    ("P-384 key", lambda: EarIssuer(ec.generate_private_key(ec.SECP384R1()))),
+    ("RSA key", lambda: EarIssuer(rsa.generate_private_key(65537, 2048))),  # type: ignore[arg-type]
+    ("zero ttl", lambda: EarIssuer(key(), ttl_seconds=0)),
+    ("naive now", lambda: ISSUER.issue({"cpu0": APPRAISAL}, now=NOW.replace(tzinfo=None))),
+    ("no submods", lambda: ISSUER.issue({}, now=NOW)),
+    ("not an appraisal", lambda: ISSUER.issue({"cpu0": {}}, now=NOW)),  # type: ignore[dict-item]
+])
+def test_issuer_misuse(name: str, make: Any) -> None:
+    with pytest.raises(MisuseError):
+        make()
+
+
+# -- refusing --------------------------------------------------------------------------------
+
+OTHER = EarIssuer(key(), kid=ISSUER.kid)
+PUBLIC_PEM = ISSUER._key.as_pem(private=False)  # what an attacker would use as an HMAC secret
+
+
+def tampered_payload() -> str:
+    header, _, signature = TOKEN.split(".")
+    claims = claims_at(NOW)
+    claims["submods"]["cpu0"]["ear.status"] = "affirming"
+    claims["submods"]["cpu0"]["ear.trustworthiness-vector"]["hardware"] = 2
+    claims["iss"] = "someone else"
+    return f"{header}.{b64(json.dumps(claims).encode())}.{signature}"
+
+
+def flipped_signature() -> str:
+    head, _, signature = TOKEN.rpartition(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
+    raw[5] ^= 1
+    return f"{head}.{b64(bytes(raw))}"
+
+
+def hs256_with_public_key() -> str:
+    header = {"alg": "HS256", "typ": "JWT", "kid": ISSUER.kid}
+    return compact(header, claims_at(NOW),
+                   lambda data: hmac.new(PUBLIC_PEM, data, hashlib.sha256).digest())
+
+
+def signed(claims: dict[str, Any], **header: Any) -> str:
+    return compact({"alg": "ES256", "typ": "JWT", "kid": ISSUER.kid, **header}, claims,
+                   es256(ISSUER._key.private_key))  # type: ignore[arg-type]
+
+
+def signed_raw(payload: bytes) -> str:
+    header = b64(json.dumps({"alg": "ES256", "kid": ISSUER.kid}).encode())
+    signing_input = f"{header}.{b64(payload)}"
+    signature = es256(ISSUER._key.private_key)(signing_input.encode())  # type: ignore[arg-type]
+    return f"{signing_input}.{b64(signature)}"
+
+
+REFUSALS: list[tuple[str, Any, type[EarError]]] = [
+    ("other key, same kid", lambda: OTHER.issue({"cpu0": APPRAISAL}, now=NOW),
+     EarSignatureError),
+    ("tampered payload", tampered_payload, EarSignatureError),
+    ("flipped signature bit", flipped_signature, EarSignatureError),
+    ("alg none", lambda: compact({"alg": "none", "kid": ISSUER.kid}, claims_at(NOW)),
+     EarAlgorithmError),
+    ("HS256 keyed with the public key", hs256_with_public_key, EarAlgorithmError),
+    ("ES384", lambda: compact({"alg": "ES384", "kid": ISSUER.kid}, claims_at(NOW), es256(key())),
+     EarAlgorithmError),
+    ("no alg", lambda: compact({"kid": ISSUER.kid}, claims_at(NOW)), EarAlgorithmError),
+    ("unknown kid", lambda: EarIssuer(key()).issue({"cpu0": APPRAISAL}, now=NOW),
+     EarKeyError),
+    ("embedded jwk is ignored", lambda: signed(claims_at(NOW), kid="x",
+                                               jwk=OTHER.public_jwk()), EarKeyError),
+    ("crit header", lambda: signed(claims_at(NOW), crit=["exp"]), EarMalformedError),
+    ("expired", lambda: TOKEN, EarExpiredError),
+    ("not yet valid", lambda: ISSUER.issue({"cpu0": APPRAISAL}, now=NOW + timedelta(hours=1)),
+     EarNotYetValidError),
+    ("nbf in the future", lambda: signed({**claims_at(NOW), "nbf": NOW.timestamp() + 60}),
+     EarNotYetValidError),
+    ("no exp", lambda: signed({k: v for k, v in claims_at(NOW).items() if k != "exp"}),
+     EarMalformedError),
+    ("exp a string", lambda: signed({**claims_at(NOW), "exp": "tomorrow"}), EarMalformedError),
+    ("no submods", lambda: signed({**claims_at(NOW), "submods": {}}), EarMalformedError),
+    ("two parts", lambda: TOKEN.rpartition(".")[0], EarMalformedError),
+    ("four parts", lambda: TOKEN + ".x", EarMalformedError),
+    ("bad base64 header", lambda: "!!!." + TOKEN.split(".", 1)[1], EarMalformedError),
+    ("padded base64", lambda: TOKEN.replace(".", "=.", 1), EarMalformedError),
+    ("header not JSON", lambda: b64(b"{not json") + "." + TOKEN.split(".", 1)[1],
+     EarMalformedError),
+    ("header a list", lambda: b64(b"[1]") + "." + TOKEN.split(".", 1)[1], EarMalformedError),
+    ("payload not JSON", lambda: signed_raw(b"\xff\x00"), EarMalformedError),
+    ("payload a list", lambda: signed_raw(b"[]"), EarMalformedError),
+    ("empty", lambda: "", EarMalformedError),
+    ("not text", lambda: 42, EarMalformedError),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "error"), REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_refusals(name: str, make: Any, error: type[EarError]) -> None:
+    when = NOW + timedelta(seconds=300) if name == "expired" else NOW
+    with pytest.raises(error):
+        verify_ear(make(), JWKS, now=when)
+
+
+def test_error_kinds() -> None:
+    assert issubclass(EarError, EvidenceError)
+    assert issubclass(EarSignatureError, SignatureError)
+    assert issubclass(EarExpiredError, ExpiredError)
+
+
+def test_leeway() -> None:
+    late = NOW + timedelta(seconds=305)
+    with pytest.raises(EarExpiredError):
+        verify_ear(TOKEN, JWKS, now=late)
+    assert verify_ear(TOKEN, JWKS, now=late, leeway=10)["iss"] == "veritee"
+    early = ISSUER.issue({"cpu0": APPRAISAL}, now=NOW + timedelta(seconds=5))
+    assert verify_ear(early, JWKS, now=NOW, leeway=10)["iss"] == "veritee"
+
+
+def test_jwks_with_several_keys() -> None:
+    jwks = {"keys": [OTHER.public_jwk() | {"kid": "other"}, *JWKS["keys"]]}
+    assert verify_ear(TOKEN, jwks, now=NOW)["iss"] == "veritee"
+    no_kid = signed(claims_at(NOW), kid=None)
+    with pytest.raises(EarKeyError):
+        verify_ear(no_kid.replace(no_kid.split(".")[0], b64(json.dumps(
+            {"alg": "ES256"}).encode())), jwks, now=NOW)
+
+
+@pytest.mark.parametrize(("name", "change"), [
+    ("RSA key", {"kty": "RSA"}),
+    ("P-384", {"crv": "P-384"}),
+    ("encryption key", {"use": "enc"}),
+    ("other alg", {"alg": "ES384"}),
+    ("bad coordinates", {"x": "AAAA"}),
+])
+def test_unusable_jwks_keys(name: str, change: dict[str, str]) -> None:
+    jwks = {"keys": [JWKS["keys"][0] | change]}
+    with pytest.raises(EarKeyError):
+        verify_ear(TOKEN, jwks, now=NOW)
+
+
+def test_bad_jwks_is_misuse() -> None:
+    with pytest.raises(MisuseError):
+        verify_ear(TOKEN, {"key": []}, now=NOW)
+
+
+@pytest.mark.parametrize("claims", [
+    {},
+    {"submods": {"gpu0": {}}},
+    {"submods": {"cpu0": {"ear.veraison.annotated-evidence": {"runtime_data_claims": {}}}}},
+    {"submods": {"cpu0": {"ear.veraison.annotated-evidence": {
+        "runtime_data_claims": {"tee-pubkey": "not a jwk"}}}}},
+])
+def test_tee_pubkey_absent(claims: dict[str, Any]) -> None:
+    with pytest.raises(EarMalformedError, match="no TEE public key"):
+        tee_pubkey_from_ear(claims)
+
+
+# -- the signing key -------------------------------------------------------------------------
+
+
+def test_signing_key_created_once(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "ear.pem"
+    first = load_or_create_signing_key(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    second = load_or_create_signing_key(path)
+    assert first.private_numbers() == second.private_numbers()
+    assert isinstance(first.curve, ec.SECP256R1)
+
+
+def test_signing_key_ephemeral() -> None:
+    assert load_or_create_signing_key(None).private_numbers() != (
+        load_or_create_signing_key(None).private_numbers())
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("garbage", b"not a key"),
+    ("P-384", ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())),
+    ("encrypted", key().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"))),
+])
+def test_signing_key_refused(tmp_path: Path, name: str, content: bytes) -> None:
+    path = tmp_path / "ear.pem"
+    path.write_bytes(content)
+    with pytest.raises(MisuseError):
+        load_or_create_signing_key(path)

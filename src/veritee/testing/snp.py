@@ -10,6 +10,8 @@ Negative knobs (:data:`KNOBS`) produce evidence with one defect each, and
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -29,7 +31,14 @@ from veritee.collateral.cache import MemoryCache
 from veritee.collateral.fetch import Response
 from veritee.tee.snp import certs as amd_oids
 from veritee.tee.snp import certtable
-from veritee.tee.snp.layout import REPORT_SIZE, SIGNED_SIZE, Product, TcbVersion, pack_fields
+from veritee.tee.snp.layout import (
+    REPORT_SIZE,
+    SIGNED_SIZE,
+    Product,
+    TcbVersion,
+    pack_fields,
+    parse_report,
+)
 from veritee.tee.snp.roots import AmdRoot
 from veritee.testing import pki
 
@@ -70,6 +79,16 @@ KNOBS: tuple[str, ...] = tuple(KNOB_ERRORS)
 # -- the emulated AMD roots --------------------------------------------------------------------
 
 
+@functools.cache
+def _test_key(name: str) -> Any:
+    """A committed test key, loaded once per process (RSA-4096 checks cost ~0.1 s a key).
+
+    The keys are constants of the package, so keeping them is not state a test could see.
+    """
+    return pki.load_key(name)
+
+
+
 def _root_pem_path() -> Any:
     return pki.data_path("snp-roots.pem")
 
@@ -79,13 +98,13 @@ def build_root_pem() -> bytes:
     out = [b"# TEST ONLY: emulated AMD roots built on veritee/testing/data/keys (not AMD's)\n"]
     for product in PRODUCTS:
         title = _TITLE[product]
-        ark_key = pki.load_key(f"snp-{product}-ark")
+        ark_key = _test_key(f"snp-{product}-ark")
         base = _SERIAL_BASE[product]
         ark = pki.ca_cert(f"ARK-{title}", ark_key, f"ARK-{title}", ark_key, base,
                           f"{KDS_BASE_URL}/vcek/v1/{title}/crl")
-        ask = pki.ca_cert(f"SEV-{title}", pki.load_key(f"snp-{product}-ask"), f"ARK-{title}",
+        ask = pki.ca_cert(f"SEV-{title}", _test_key(f"snp-{product}-ask"), f"ARK-{title}",
                           ark_key, base + 1, f"{KDS_BASE_URL}/vcek/v1/{title}/crl")
-        asvk = pki.ca_cert(f"SEV-VLEK-{title}", pki.load_key(f"snp-{product}-asvk"),
+        asvk = pki.ca_cert(f"SEV-VLEK-{title}", _test_key(f"snp-{product}-asvk"),
                            f"ARK-{title}", ark_key, base + 0x101,
                            f"{KDS_BASE_URL}/vlek/v1/{title}/crl")
         out += [c.public_bytes(serialization.Encoding.PEM) for c in (ark, ask, asvk)]
@@ -99,8 +118,8 @@ class _Roots:
     @classmethod
     def load(cls) -> _Roots:
         loaded = x509.load_pem_x509_certificates(_root_pem_path().read_bytes())
-        return cls({c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value: c
-                    for c in loaded})  # type: ignore[misc]
+        return cls({str(c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value): c
+                    for c in loaded})
 
     def get(self, cn: str) -> x509.Certificate:
         return self.certs[cn]
@@ -175,7 +194,7 @@ class SnpEmulator:
 
     @cached_property
     def vek_key(self) -> ec.EllipticCurvePrivateKey:
-        key = pki.load_key(f"snp-{self.product}-{self.signer}")
+        key = _test_key(f"snp-{self.product}-{self.signer}")
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return key
 
@@ -183,11 +202,12 @@ class SnpEmulator:
     def chain(self) -> dict[str, bytes]:
         """DER certificates by role: ``vek``, ``ask`` (or ASVK), ``ark``."""
         intermediate_cn = f"SEV-VLEK-{self.title}" if self.signer == "vlek" else f"SEV-{self.title}"
-        intermediate_key = pki.load_key(f"snp-{self.product}-{'asvk' if self.signer == 'vlek' else 'ask'}")
+        intermediate_role = "asvk" if self.signer == "vlek" else "ask"
+        intermediate_key = _test_key(f"snp-{self.product}-{intermediate_role}")
         ark = self._roots.get(f"ARK-{self.title}")
         intermediate = self._roots.get(intermediate_cn)
         if self.knob == "foreign_ark":
-            foreign = pki.load_key("snp-foreign-ark")
+            foreign = _test_key("snp-foreign-ark")
             ark = pki.ca_cert(f"ARK-{self.title}", foreign, f"ARK-{self.title}", foreign, 7)
             intermediate = pki.ca_cert(intermediate_cn, intermediate_key, f"ARK-{self.title}",
                                        foreign, 8)
@@ -244,7 +264,7 @@ class SnpEmulator:
     def crl(self, *, revoke_intermediate: bool | None = None) -> bytes:
         """A CRL from the (emulated) ARK; lists the ASK/ASVK when the knob is ``revoked``."""
         revoke = self.knob == "revoked" if revoke_intermediate is None else revoke_intermediate
-        ark_key = pki.load_key(f"snp-{self.product}-ark")
+        ark_key = _test_key(f"snp-{self.product}-ark")
         intermediate = x509.load_der_x509_certificate(self.chain["ask"])
         builder = (
             x509.CertificateRevocationListBuilder()
@@ -300,7 +320,7 @@ class SnpEmulator:
         unsigned = pack_fields(fields)
         if self.knob in ("unsigned", "mask_chip_key"):
             return unsigned
-        key = pki.load_key("snp-wrong-vek") if self.knob == "wrong_key" else self.vek_key
+        key = _test_key("snp-wrong-vek") if self.knob == "wrong_key" else self.vek_key
         der_sig = key.sign(unsigned[:SIGNED_SIZE], ec.ECDSA(hashes.SHA384()))
         r, s = decode_dss_signature(der_sig)
         signed = (unsigned[:SIGNED_SIZE] + r.to_bytes(72, "little") + s.to_bytes(72, "little")
@@ -324,8 +344,6 @@ class SnpEmulator:
 
     def configfs_tsm(self, report_data: bytes = bytes(64)) -> dict[str, str]:
         """What Linux configfs-tsm returns, as the JSON evidence tools store."""
-        import base64
-
         return {
             "outblob": base64.urlsafe_b64encode(self.report(report_data)).decode(),
             "auxblob": base64.urlsafe_b64encode(self.cert_table()).decode(),
@@ -341,10 +359,9 @@ class SnpEmulator:
         return replace(self, **changes)
 
 
-def coco_json(report: bytes, chain: dict[str, bytes], signer: str, *, turin: bool) -> dict[str, Any]:
+def coco_json(report: bytes, chain: dict[str, bytes], signer: str, *,
+              turin: bool) -> dict[str, Any]:
     """Serialise ``report`` the way virtee/sev's serde derive does (byte arrays as lists)."""
-    from veritee.tee.snp.layout import parse_report
-
     rep = parse_report(report)
 
     def tcb(raw: bytes) -> dict[str, Any]:

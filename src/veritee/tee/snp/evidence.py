@@ -39,6 +39,8 @@ from veritee.tee.snp.layout import (
 
 HCL_MAGIC = b"HCLA"
 HCL_REPORT_OFFSET = 0x20
+#: Wrappers (``primary_evidence``, ``quote``, ...) nest at most this deep.
+MAX_JSON_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,7 @@ def parse_snp_evidence(evidence: Evidence) -> SnpEvidence:
         UnsupportedVersionError: the report's VERSION is not supported.
     """
     if evidence.form == "json":
-        return _from_json(evidence.json)
+        return _from_json(evidence.json, 0)
     return _from_binary(evidence.data)
 
 
@@ -81,11 +83,13 @@ def _from_binary(data: bytes) -> SnpEvidence:
     return SnpEvidence(report)
 
 
-def _from_json(document: Any) -> SnpEvidence:
+def _from_json(document: Any, depth: int) -> SnpEvidence:
     if not isinstance(document, Mapping):
         raise MalformedEvidenceError(f"SNP JSON evidence must be an object, got {type(document).__name__}")
+    if depth > MAX_JSON_DEPTH:
+        raise MalformedEvidenceError(f"SNP JSON evidence nests more than {MAX_JSON_DEPTH} wrappers deep")
     if "primary_evidence" in document:
-        return _from_json(_maybe_json_string(document["primary_evidence"]))
+        return _from_json(_maybe_json_string(document["primary_evidence"]), depth + 1)
     if "outblob" in document:
         return _from_configfs_tsm(document)
     if "attestation_report" in document:
@@ -94,7 +98,7 @@ def _from_json(document: Any) -> SnpEvidence:
         return _from_go_sev_guest(document)
     for key in ("quote", "evidence", "snp_report", "hw_report"):
         if key in document:
-            return _from_json_value(document[key])
+            return _from_json_value(document[key], depth + 1)
     raise MalformedEvidenceError(
         "SNP JSON evidence has none of the keys outblob, attestation_report, report, "
         f"primary_evidence (keys: {sorted(map(str, document))[:10]})"
@@ -105,14 +109,14 @@ def _maybe_json_string(value: Any) -> Any:
     if isinstance(value, str) and value.lstrip()[:1] == "{":
         try:
             return json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise MalformedEvidenceError(f"primary_evidence is not valid JSON: {exc}") from exc
     return value
 
 
-def _from_json_value(value: Any) -> SnpEvidence:
+def _from_json_value(value: Any, depth: int) -> SnpEvidence:
     if isinstance(value, Mapping):
-        return _from_json(value)
+        return _from_json(value, depth)
     return _from_binary(_bytes_field(value, "report"))
 
 
@@ -188,17 +192,26 @@ def _from_go_sev_guest(document: Mapping[str, Any]) -> SnpEvidence:
     return SnpEvidence(report, tuple(certs), form="go-sev-guest")
 
 
-def _bytes_field(value: Any, name: str) -> bytes:
-    """Bytes from a JSON value: base64/base64url/hex text or a list of byte values."""
+def _bytes_field(value: Any, name: str, size: int | None = None) -> bytes:
+    """Bytes from a JSON value: base64/base64url/hex text or a list of byte values.
+
+    Text that reads both as hex and as base64 is taken as hex, unless only the base64
+    reading has the ``size`` the field needs.
+    """
     if isinstance(value, list):
         if not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value):
             raise MalformedEvidenceError(f"{name}: a byte list holds a value outside 0..255")
         return bytes(value)
     if isinstance(value, str):
-        text = value.strip().encode()
+        try:
+            text = value.strip().encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise MalformedEvidenceError(f"{name} holds non-ASCII text") from exc
         if text.startswith(b"-----BEGIN"):
             return text
-        decoded = decode_text_bytes(text) if _looks_hex(text) else b64decode_any(text)
+        decoded = decode_text_bytes(text) if _looks_hex(text) else None
+        if decoded is None or (size is not None and len(decoded) != size):
+            decoded = b64decode_any(text) or decoded
         if decoded is None:
             raise MalformedEvidenceError(f"{name} is neither base64 nor hex text")
         return decoded
@@ -238,6 +251,7 @@ def report_from_fields(fields: Mapping[str, Any]) -> bytes:
         MalformedEvidenceError: a field is missing, of the wrong type or the wrong size.
     """
     norm = {_ALIASES.get(_snake(k), _snake(k)): v for k, v in fields.items()}
+    _expand_versions(norm)
     values: dict[str, Any] = {}
     turin = _is_turin(norm)
     for name in FIELD_NAMES:
@@ -255,11 +269,37 @@ def report_from_fields(fields: Mapping[str, Any]) -> bytes:
         if name in _TCB_FIELDS:
             values[name] = _tcb_bytes(raw, name, turin=turin)
         elif name in _BYTE_FIELDS:
-            values[name] = _sized(_bytes_field(raw, name), size, name)
+            values[name] = _sized(_bytes_field(raw, name, size), size, name)
         else:
             values[name] = _int_field(raw, name, size)
     values["signature_r"], values["signature_s"] = _signature(norm.get("signature"))
-    return pack_fields(values)
+    return _overlay_reserved(pack_fields(values), norm)
+
+
+def _expand_versions(norm: dict[str, Any]) -> None:
+    """``"current": {"major", "minor", "build"}`` (newer virtee/sev) → ``current_major`` ..."""
+    for prefix in ("current", "committed"):
+        value = norm.get(prefix)
+        if isinstance(value, Mapping):
+            for part in ("major", "minor", "build"):
+                norm.setdefault(f"{prefix}_{part}", value.get(part))
+
+
+# Reserved arrays of older virtee/sev serde output that hold fields of later report
+# versions: ``_reserved_1`` (24 bytes at 0x188: CPUID of v3+), ``_reserved_4`` (168 bytes at
+# 0x1F8: mitigation vectors of v5+). Used only when the named fields are absent.
+_RESERVED_ARRAYS = (("_reserved_1", 0x188, 24, ("cpuid_fam_id", "cpuid_mod_id", "cpuid_step")),
+                    ("_reserved_4", 0x1F8, 168, ("launch_mit_vector", "current_mit_vector")))
+
+
+def _overlay_reserved(report: bytes, norm: Mapping[str, Any]) -> bytes:
+    out = bytearray(report)
+    for name, offset, size, named in _RESERVED_ARRAYS:
+        value = norm.get(name)
+        if value is None or any(norm.get(n) is not None for n in named):
+            continue
+        out[offset : offset + size] = _sized(_bytes_field(value, name, size), size, name)
+    return bytes(out)
 
 
 _BYTE_FIELDS = frozenset({
@@ -317,7 +357,7 @@ def _tcb_bytes(value: Any, name: str, *, turin: bool) -> bytes:
         return TcbVersion.compose(**comp).raw
     if isinstance(value, int | str) and not _is_byte_text(value):
         return _int_field(value, name, 8).to_bytes(8, "little")
-    return _sized(_bytes_field(value, name), 8, name)
+    return _sized(_bytes_field(value, name, 8), 8, name)
 
 
 def _is_byte_text(value: Any) -> bool:
@@ -327,8 +367,8 @@ def _is_byte_text(value: Any) -> bool:
 
 def _signature(value: Any) -> tuple[bytes, bytes]:
     if isinstance(value, Mapping):
-        r = _bytes_field(value.get("r"), "signature.r")
-        s = _bytes_field(value.get("s"), "signature.s")
+        r = _bytes_field(value.get("r"), "signature.r", 72)
+        s = _bytes_field(value.get("s"), "signature.s", 72)
         return _sized(r, 72, "signature.r"), _sized(s, 72, "signature.s")
     raw = _bytes_field(value, "signature")
     if len(raw) < 144:

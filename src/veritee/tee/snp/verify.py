@@ -231,28 +231,28 @@ class SnpVerifier:
             )
         errors: list[str] = []
         for intermediate in issuers:
-            ark = self._ark_for(intermediate, pool)
-            if ark is None:
+            arks = self._arks_for(intermediate, pool)
+            if not arks:
                 errors.append(f"no pinned ARK named {intermediate.issuer_cn!r}")
-                continue
-            try:
-                self._check_link(ark, ark, "ARK self-signature")
-                self._check_link(intermediate, ark, f"{want.upper()} signature by the ARK")
-                self._check_link(vek, intermediate,
-                                 f"{signer.upper()} signature by the {want.upper()}")
-            except ChainError as exc:
-                errors.append(exc.detail)
-                continue
-            for cert, what in ((ark, "ARK"), (intermediate, want.upper()), (vek, signer.upper())):
-                cert.check_validity(now, what)
-            return ark, intermediate
-        raise ChainError("; ".join(errors))
+            for ark in arks:  # several when emulated roots share AMD's names
+                try:
+                    self._check_link(vek, intermediate,
+                                     f"{signer.upper()} signature by the {want.upper()}")
+                    self._check_link(intermediate, ark, f"{want.upper()} signature by the ARK")
+                    self._check_link(ark, ark, "ARK self-signature")
+                except ChainError as exc:
+                    errors.append(exc.detail)
+                    continue
+                for cert, what in ((ark, "ARK"), (intermediate, want.upper()),
+                                   (vek, signer.upper())):
+                    cert.check_validity(now, what)
+                return ark, intermediate
+        raise ChainError("; ".join(dict.fromkeys(errors)))
 
-    def _ark_for(self, intermediate: Cert, pool: _Pool) -> Cert | None:
-        for ark in pool.by_role("ark"):
-            if ark.subject_cn == intermediate.issuer_cn and ark.sha256 in self._pinned:
-                return ark
-        return None
+    def _arks_for(self, intermediate: Cert, pool: _Pool) -> list[Cert]:
+        """Every pinned ARK named as the issuer of ``intermediate``."""
+        return [ark for ark in pool.by_role("ark")
+                if ark.subject_cn == intermediate.issuer_cn and ark.sha256 in self._pinned]
 
     def _check_link(self, cert: Cert, issuer: Cert, what: str) -> None:
         key = (cert.sha256, issuer.sha256)

@@ -342,6 +342,11 @@ def test_resource_round_trip_and_versions(store: Store) -> None:
     assert store.put_resource("default/key/one", b"again", now=T0) == 1
 
 
+def test_resource_data_must_be_bytes(store: Store) -> None:
+    with pytest.raises(InvalidRecordError):
+        store.put_resource("a/b/c", "text", now=T0)  # type: ignore[arg-type]
+
+
 def test_resources_and_settings_are_sealed_at_rest(store: Store, url: str) -> None:
     store.put_resource("default/key/one", SECRET, now=T0)
     store.put_setting("signing-key", SECRET.decode())

@@ -257,6 +257,8 @@ class Store:
     def put_resource(self, path: str, data: bytes, *, now: datetime) -> int:
         """Seal ``data`` under the KEK at ``path`` (``repo/type/tag``); returns its version
         (1 for a new path, one more on each overwrite)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidRecordError(f"resource data must be bytes, got {type(data).__name__}")
         kid, nonce, sealed = self._sealer.seal(bytes(data), resource_aad(check_resource_path(path)))
         stamp = utc(now, "now")
         params = {

@@ -43,6 +43,8 @@ class HttpFetcher:
     retries: int = 3
     backoff: float = 1.0
     user_agent: str = "veritee"
+    transport: httpx.BaseTransport | None = field(default=None, repr=False)
+    """None: the network. Tests pass an ``httpx.MockTransport``."""
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
     def get(self, url: str) -> Response:
@@ -66,7 +68,8 @@ class HttpFetcher:
         client = self._client
         if client is None:
             client = self._client = httpx.Client(
-                timeout=self.timeout, headers={"User-Agent": self.user_agent}, follow_redirects=True
+                timeout=self.timeout, headers={"User-Agent": self.user_agent},
+                follow_redirects=True, transport=self.transport,
             )
         with client.stream("GET", url) as stream:
             chunks: list[bytes] = []

@@ -1,11 +1,13 @@
 """Rego policies compiled and evaluated with regopy (rego-cpp), and what we learn from their text.
 
-Measured with regopy 1.5.2 on the project machine (scratch scripts, not kept), for the default
-SNP policy and real SnpClaims:
+Measured with regopy 1.5.2 on the project machine (scratch scripts, not kept; best of several
+runs on a shared 2-vCPU machine), for the default SNP policy and real SnpClaims with aliases:
 
-* A compiled bundle (``Interpreter.build`` + ``query_bundle``) is about 3× faster than the
-  interpreter (``query``) and is what we use: ≈0.75 ms per evaluation plus ≈0.6 ms to pass the
-  input, against ≈6.6 ms interpreted. Building a bundle takes ≈7 ms.
+* A compiled bundle (``Interpreter.build`` + ``query_bundle``) is about 6× faster than the
+  interpreter (``query``) and is what we use: ≈1.1 ms per evaluation including ≈0.4 ms to pass
+  the input, against ≈6.9 ms interpreted. Building a bundle takes ≈7 ms. The policy's
+  ``checks`` are a static array whose values veritee fills in (:mod:`.explain`): copying the
+  values inside Rego made the same policy ≈3× slower.
 * A bundle carries the ``data`` document it was built with: ``add_data`` on the interpreter
   that runs it is ignored, and ``with data.x as ...`` in the query either has no effect or
   aborts the whole process (``with input as input.y``: a C++ exception that ends in
@@ -20,9 +22,10 @@ SNP policy and real SnpClaims:
 * rego-cpp's parser for the data document misreads floats in exponent form (``1e-07``
   becomes an opaque ``json-number``); the input parser reads them right. Floats in data are
   therefore written in positional form (``0.0000001``) by :func:`data_json`.
-* An ``Interpreter`` is not thread-safe (two threads sharing one crashed). Threads with their
-  own interpreters do not run faster than one (2 threads: ≈2.8k/s against ≈3.0k/s for one,
-  small query): rego-cpp serialises. So each compiled policy keeps one interpreter behind a
+* An ``Interpreter`` is not thread-safe: two threads sharing one corrupted each other's input
+  (``RegoError: Invalid collection``). Threads with their own interpreters (sharing a bundle)
+  gave correct results but no speed-up (2 threads: ≈2.8k/s against ≈3.0k/s for one, small
+  query): rego-cpp serialises. So each compiled policy keeps one interpreter behind a
   lock; another thread waits for it, which costs nothing rego-cpp would not cost anyway.
 * A bare query of a false rule reads as undefined; results are always bound to a variable
   (``result := data.veritee_output.result``), and the raw output is read and freed in one

@@ -53,9 +53,21 @@ def _secret(kbs: RunningBroker, data: bytes = SECRET) -> str:
     return path
 
 
+_CLIENTS: list[KbsClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def _client(kbs: RunningBroker, emulator: SnpEmulator | None = None, key: TeeKey | None = None) -> KbsClient:
     emu = emulator or SnpEmulator()
-    return KbsClient(kbs.url, "snp", lambda rd: emu.coco_evidence(rd), key=key or TeeKey())
+    client = KbsClient(kbs.url, "snp", lambda rd: emu.coco_evidence(rd), key=key or TeeKey())
+    _CLIENTS.append(client)
+    return client
 
 
 def _problem(response: httpx.Response, status: int, variant: str) -> dict[str, Any]:
@@ -92,8 +104,8 @@ def test_every_evidence_form_attests(kbs: RunningBroker, form: str) -> None:
         "extended-report-base64": lambda rd: base64.b64encode(emu.extended_report(rd)).decode(),
     }
     path = _secret(kbs)
-    client = KbsClient(kbs.url, "snp", collectors[form])
-    assert client.get_secret(path) == SECRET
+    with KbsClient(kbs.url, "snp", collectors[form]) as client:
+        assert client.get_secret(path) == SECRET
 
 
 def test_jwe_decrypts_through_a_second_path(kbs: RunningBroker) -> None:

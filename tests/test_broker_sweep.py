@@ -28,7 +28,10 @@ WRONG_TYPES: list[Any] = [None, 1, "text", [], [1, 2], True, {"version": 1, "tee
                           {"runtime-data": "x", "tee-evidence": 3}, {"policy_id": 5, "policy": {}},
                           {"policy": 12}, {"tee": "snp", "evidence": 7},
                           {"tee": "no-such-tee", "evidence": {}}, {"a": {"b": {"c": [None] * 50}}}]
-RAW_BODIES = [b"", b"{", b"\xff\xfe\x00", b"null", b"[]" * 1000, b'{"version": "0.4.0"' + b" " * 10]
+RAW_BODIES = [b"", b"{", b"\xff\xfe\x00", b"null", b"[]" * 1000, b'{"version": "0.4.0"' + b" " * 10,
+              b'{"version": "0.4.0", "tee": "snp", "extra-params": NaN}',
+              b'{"version": "0.4.0", "tee": "snp", "extra-params": {"x": Infinity}}',
+              b"[" * 100000 + b"]" * 100000]
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +154,7 @@ def test_wrong_methods(kbs: RunningBroker) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )

@@ -91,6 +91,13 @@ class KbsClient:
     def close(self) -> None:
         if self.http is not None:
             self.http.close()
+            self.http = None
+
+    def __enter__(self) -> KbsClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     # -- the protocol --
 

@@ -9,6 +9,7 @@ the whole request path.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,13 +19,18 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, OKPKey
 
-from veritee.broker.config import AclEntry, AdminConfig
+from veritee.broker.config import AdminConfig
 from veritee.errors import MisuseError
 
-ADMIN_ALGORITHMS = ("EdDSA", "ES256")
+#: ``Ed25519`` is RFC 9864's name; ``EdDSA`` is what Trustee's tooling still mints.
+ADMIN_ALGORITHMS = ("Ed25519", "EdDSA", "ES256")
+
+# joserfc warns that "EdDSA" is deprecated by RFC 9864; admin tokens from Trustee's tooling
+# still use it, and it names the same Ed25519 signature, so accepting it is deliberate.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 
 
 class AdminAuthError(MisuseError):
@@ -131,7 +137,7 @@ def mint_admin_token(private_key: Any, *, role: str = "admin", subject: str = "a
                      issuer: str = "veritee") -> str:
     """Sign an admin token (for ``veritee admin token``, the demo and tests)."""
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
-        alg = "EdDSA"
+        alg = "Ed25519"
         key: ECKey | OKPKey = OKPKey.import_key(private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
@@ -146,7 +152,3 @@ def mint_admin_token(private_key: Any, *, role: str = "admin", subject: str = "a
     claims = {"iss": issuer, "sub": subject, "role": role, "iat": issued,
               "exp": issued + int(lifetime.total_seconds())}
     return jwt.encode({"alg": alg, "typ": "JWT"}, claims, key, algorithms=[alg])
-
-
-def acl_entries(config: AdminConfig) -> tuple[AclEntry, ...]:
-    return config.acl

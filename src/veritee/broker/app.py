@@ -368,6 +368,8 @@ async def _json_body(request: Request) -> Any:
         return json.loads(await request.body())
     except (ValueError, UnicodeDecodeError) as exc:
         raise problems.InvalidRequest(f"the body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise problems.InvalidRequest("the body nests JSON too deeply") from exc
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from veritee.appraisal import (
     CLAIM_NAMES,
     EAR_PROFILE,
     Appraisal,
+    Check,
     EarAlgorithmError,
     EarError,
     EarExpiredError,
@@ -125,6 +126,27 @@ def test_extra_annotations_and_submods() -> None:
     for submod in claims["submods"].values():
         assert submod["ear.veraison.annotated-evidence"]["ear.veritee.session"] == "abc"
     assert "ear.veritee.appraisal-policy-version" not in claims["submods"]["gpu0"]
+
+
+def test_failed_checks_are_annotated() -> None:
+    failing = Appraisal(
+        tee="snp", policy_id="default_cpu", policy_version=None,
+        trust_vector=VECTOR | {"executables": 33}, status="warning",
+        checks=(Check("snp.measurement", False, "7a1e5c…841f is not a reference value"),
+                Check("snp.policy.debug", True, "policy_flags.debug is false")),
+        annotated=APPRAISAL.annotated)
+    claims = verify_ear(ISSUER.issue({"cpu0": failing}, now=NOW), JWKS, now=NOW)
+    evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]
+    assert evidence["veritee.failed-checks"] == [
+        "snp.measurement: 7a1e5c…841f is not a reference value"]
+    quiet = EarIssuer(ISSUER._key.private_key, annotate_failures=False)  # type: ignore[arg-type]
+    claims = verify_ear(quiet.issue({"cpu0": failing}, now=NOW), JWKS, now=NOW)
+    assert "veritee.failed-checks" not in claims["submods"]["cpu0"][
+        "ear.veraison.annotated-evidence"]
+    # an affirming appraisal carries no such list
+    claims = verify_ear(TOKEN, JWKS, now=NOW)
+    assert "veritee.failed-checks" not in claims["submods"]["cpu0"][
+        "ear.veraison.annotated-evidence"]
 
 
 def test_claim_names_are_one_table() -> None:

@@ -60,6 +60,8 @@ CLAIM_NAMES: Final[Mapping[str, str]] = MappingProxyType({
     "policy_id": "ear.appraisal-policy-id",
     "policy_version": "ear.veritee.appraisal-policy-version",
     "annotated_evidence": "ear.veraison.annotated-evidence",
+    # inside the annotated evidence: one explanation line per failed check
+    "failed_checks": "veritee.failed-checks",
 })
 
 #: The submodule whose annotated evidence holds the TEE key (service-anchors.md §1.13 #7).
@@ -72,7 +74,11 @@ class EarIssuer:
 
     def __init__(self, key: ec.EllipticCurvePrivateKey, *, issuer: str = "veritee",
                  ttl_seconds: int = 300, kid: str | None = None,
-                 verifier_build: str = "veritee 0.1.0", developer: str = "veritee") -> None:
+                 verifier_build: str = "veritee 0.1.0", developer: str = "veritee",
+                 annotate_failures: bool = True) -> None:
+        """``annotate_failures``: put each appraisal's failed checks (their explanation
+        lines, values abbreviated) in the annotated evidence, so that a resource denial can
+        say why the attestation was not affirming. The token is readable by its holder."""
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
                 key.curve, ec.SECP256R1):
             raise MisuseError("an EAR signing key must be a P-256 private key (ES256)")
@@ -83,6 +89,7 @@ class EarIssuer:
         self.issuer = issuer
         self.ttl_seconds = ttl_seconds
         self.verifier_id = {"developer": developer, "build": verifier_build}
+        self.annotate_failures = annotate_failures
 
     def claims(self, submods: Mapping[str, Appraisal], *, now: datetime,
                extra_annotations: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -97,7 +104,8 @@ class EarIssuer:
             names["expires"]: issued + self.ttl_seconds,
             names["issuer"]: self.issuer,
             names["verifier_id"]: dict(self.verifier_id),
-            names["submods"]: {name: _submod(appraisal, extra_annotations)
+            names["submods"]: {name: _submod(appraisal, extra_annotations,
+                                             failures=self.annotate_failures)
                                for name, appraisal in submods.items()},
         }
 
@@ -120,15 +128,20 @@ class EarIssuer:
         return {"keys": [self.public_jwk()]}
 
 
-def _submod(appraisal: Appraisal, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+def _submod(appraisal: Appraisal, extra: Mapping[str, Any] | None, *,
+            failures: bool) -> dict[str, Any]:
     if not isinstance(appraisal, Appraisal):
         raise MisuseError(f"a submodule is an Appraisal, not {type(appraisal).__name__}")
     names = CLAIM_NAMES
+    evidence = {**appraisal.annotated, **(extra or {})}
+    failed = appraisal.failed()
+    if failures and failed:
+        evidence[names["failed_checks"]] = [check.line() for check in failed]
     out: dict[str, Any] = {
         names["status"]: appraisal.status,
         names["trust_vector"]: dict(appraisal.trust_vector),
         names["policy_id"]: appraisal.policy_id,
-        names["annotated_evidence"]: {**appraisal.annotated, **(extra or {})},
+        names["annotated_evidence"]: evidence,
     }
     if appraisal.policy_version is not None:
         out[names["policy_version"]] = appraisal.policy_version

@@ -203,11 +203,16 @@ def test_code_only_blanks_strings_and_comments() -> None:
     ("no package", "hardware := 2\n", "must be `package policy`"),
     ("with", "package policy\nimport rego.v1\nf := input.x\n"
              "hardware := v if { v := f with input as input.z }\n", "`with` is not supported"),
-    ("no trust claims", "package policy\nallow := true\n", "defines none of"),
 ])
 def test_check_policy_errors(engine: PolicyEngine, name: str, source: str, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         engine.check_policy(source)
+
+
+def test_check_policy_kind_requires_outputs(engine: PolicyEngine) -> None:
+    engine.check_policy("package policy\nallow := true\n")      # compiles: fine without kind
+    with pytest.raises(PolicyError, match="attestation policy 'policy' defines none of"):
+        engine.check_policy("package policy\nallow := true\n", kind="attestation")
 
 
 def test_check_policy_accepts_shipped_policies(engine: PolicyEngine) -> None:

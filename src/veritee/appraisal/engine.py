@@ -87,22 +87,25 @@ class PolicyEngine:
                          trust_vector=vector, status=status, checks=tuple(checks),
                          annotated=document)
 
-    def check_policy(self, source: str, *, kind: PolicyKind = "attestation",
+    def check_policy(self, source: str, *, kind: PolicyKind | None = None,
                      policy_id: str = "policy") -> None:
-        """Compile ``source`` without evaluating it.
+        """Compile ``source`` without evaluating it; with ``kind``, also require the outputs
+        that kind of policy needs (``trust_claims`` or a claim rule; ``allow``).
 
         Raises:
             PolicyError: it does not compile (the message carries rego-cpp's, with module,
-                line and column), or it defines none of the outputs its kind needs.
+                line and column), or it defines none of the outputs ``kind`` needs.
         """
         text = rego.PolicyText.read(source, policy_id=policy_id)
-        needed = {"trust_claims", *CLAIM_RULES.values()} if kind == "attestation" else {"allow"}
-        if not text.rules & needed:
-            raise PolicyError(f"{kind} policy {policy_id!r} defines none of "
-                              f"{', '.join(sorted(needed))}")
-        data: dict[str, Any] = ({"reference": {}} if kind == "attestation"
-                                else {"plugin": "resource", "resource-path": []})
-        self._compiled(kind, policy_id, source, data)
+        if kind is not None:
+            needed = ({"trust_claims", *CLAIM_RULES.values()} if kind == "attestation"
+                      else {"allow"})
+            if not text.rules & needed:
+                raise PolicyError(f"{kind} policy {policy_id!r} defines none of "
+                                  f"{', '.join(sorted(needed))}")
+        data: dict[str, Any] = ({"plugin": "resource", "resource-path": []} if kind == "resource"
+                                else {"reference": {}})
+        self._compiled(kind or "attestation", policy_id, source, data)
 
     # -- resources -----------------------------------------------------------------------------
 

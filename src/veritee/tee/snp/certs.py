@@ -81,7 +81,12 @@ def vek_info(cert: Cert) -> VekInfo:
         ChainError: an extension is present but not encoded as AMD specifies.
     """
     raw: dict[str, bytes] = {}
-    for ext in cert.cert.extensions:
+    try:
+        extensions = list(cert.cert.extensions)
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        # Extensions are parsed lazily, on first access.
+        raise ChainError(f"the extensions of {cert.subject_cn!r} do not parse: {exc}") from exc
+    for ext in extensions:
         oid = ext.oid.dotted_string
         if oid.startswith(_ARC + ".") and isinstance(ext.value, x509.UnrecognizedExtension):
             raw[oid] = ext.value.value
@@ -128,6 +133,7 @@ def _hwid(value: bytes | None) -> bytes | None:
         return None
     if len(value) in (8, 64):
         return value
-    if value[:1] == b"\x04" and len(value) >= 2 and value[1] == len(value) - 2 and value[1] in (8, 64):
-        return value[2:]
-    raise ChainError(f"hwID extension is {len(value)} bytes; expected 64 (Milan, Genoa) or 8 (Turin)")
+    if value[:1] == b"\x04" and len(value) - 2 in (8, 64) and value[1] == len(value) - 2:
+        return value[2:]  # wrapped in an OCTET STRING (go-sev-guest accepts this too)
+    raise ChainError(
+        f"hwID extension is {len(value)} bytes; expected 64 (Milan, Genoa) or 8 (Turin)")

@@ -12,8 +12,6 @@ from veritee import bench
 from veritee.bench.core import BenchResult, Figure, Settings, compare, throughput
 from veritee.cli.main import app
 
-pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
-
 CONTRACT_KEYS = {"benchmark", "ops_per_s", "floor", "ratio_to_floor", "peer", "ratio_to_peer",
                  "threads", "seconds"}
 

@@ -12,8 +12,6 @@ from conftest import CORPUS
 from veritee.cli.demo import CORPUS_CASES
 from veritee.cli.main import app
 
-pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
-
 
 def demo_rows(corpus: Path) -> list[dict[str, str]]:
     result = CliRunner().invoke(app, ["demo", "--json"],

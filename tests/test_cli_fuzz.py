@@ -15,8 +15,6 @@ from typer.testing import CliRunner
 from veritee.cli.main import app
 from veritee.testing.snp import SnpEmulator
 
-pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
-
 GOOD = SnpEmulator().extended_report()
 
 

@@ -12,8 +12,6 @@ import pytest
 from veritee.cli import main as cli_main
 from veritee.cli.main import COMMANDS, build_app, main
 
-pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
-
 
 def test_every_command_module_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0

@@ -163,20 +163,25 @@ def kind(value: Any) -> str:
     return "an object"
 
 
+#: Hex strings up to this many characters (a 64-byte value) are shown in full.
+_FULL_HEX = 128
+
+
 def show(value: Any) -> str:
-    """A short rendering: long hex shortened to ``7a1e5c…841f``, strings quoted, lists cut."""
+    """A readable rendering: digests in full (up to 64 bytes of hex), longer hex shortened
+    to ``7a1e5c…841f``, strings quoted, lists cut after a few items with the count."""
     if value is ABSENT:
         return "absent"
     if isinstance(value, str):
         if len(value) > 16 and _HEX.fullmatch(value):
-            return f"{value[:6]}…{value[-4:]}"
+            return value if len(value) <= _FULL_HEX else f"{value[:12]}…{value[-8:]}"
         if len(value) > 60:
             return json.dumps(value[:57], ensure_ascii=False)[:-1] + '…"'
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         items = [show(item) for item in value[:_SHOWN_ITEMS]]
         if len(value) > _SHOWN_ITEMS:
-            items.append("…")
+            items.append(f"… {len(value) - _SHOWN_ITEMS} more")
         return f"[{', '.join(items)}]"
     if isinstance(value, Mapping):
         items = [f"{json.dumps(str(k))}: {show(v)}" for k, v in list(value.items())[:_SHOWN_ITEMS]]

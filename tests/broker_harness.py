@@ -85,7 +85,9 @@ def running_broker(tmp: Path, store: str = "sqlite", **verification: Any) -> Ite
     clock = Clock()
     broker.clock = clock
     app = make_app(broker, admin, config)
-    sock = socket.socket()
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+    # and accepted sockets inherit proto 0 from a plain socket() (40 ms Nagle stalls).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

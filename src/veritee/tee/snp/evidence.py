@@ -32,8 +32,8 @@ from veritee.tee.snp.layout import (
     REPORT_SIZE,
     SnpReport,
     TcbVersion,
-    parse_report,
     pack_fields,
+    parse_report,
     product_from_cpuid,
 )
 
@@ -85,9 +85,11 @@ def _from_binary(data: bytes) -> SnpEvidence:
 
 def _from_json(document: Any, depth: int) -> SnpEvidence:
     if not isinstance(document, Mapping):
-        raise MalformedEvidenceError(f"SNP JSON evidence must be an object, got {type(document).__name__}")
+        raise MalformedEvidenceError(
+            f"SNP JSON evidence must be an object, got {type(document).__name__}")
     if depth > MAX_JSON_DEPTH:
-        raise MalformedEvidenceError(f"SNP JSON evidence nests more than {MAX_JSON_DEPTH} wrappers deep")
+        raise MalformedEvidenceError(
+            f"SNP JSON evidence nests more than {MAX_JSON_DEPTH} wrappers deep")
     if "primary_evidence" in document:
         return _from_json(_maybe_json_string(document["primary_evidence"]), depth + 1)
     if "outblob" in document:
@@ -123,7 +125,8 @@ def _from_json_value(value: Any, depth: int) -> SnpEvidence:
 def _from_configfs_tsm(document: Mapping[str, Any]) -> SnpEvidence:
     provider = document.get("provider")
     if isinstance(provider, str) and provider.strip() not in ("sev_guest", ""):
-        raise MalformedEvidenceError(f"configfs-tsm provider is {provider.strip()!r}, not 'sev_guest'")
+        raise MalformedEvidenceError(
+            f"configfs-tsm provider is {provider.strip()!r}, not 'sev_guest'")
     report = parse_report(_bytes_field(document["outblob"], "outblob"))
     aux = document.get("auxblob")
     certs = certtable.parse_cert_table(_bytes_field(aux, "auxblob")) if aux else ()
@@ -147,7 +150,8 @@ def _from_coco(document: Mapping[str, Any]) -> SnpEvidence:
         if not isinstance(item, Mapping):
             raise MalformedEvidenceError(f"cert_chain[{index}] must be an object")
         kind, guid = _coco_cert_type(item.get("cert_type"))
-        certs.append(certtable.CertEntry(kind, guid, _bytes_field(item.get("data"), "cert_chain.data")))
+        data = _bytes_field(item.get("data"), f"cert_chain[{index}].data")
+        certs.append(certtable.CertEntry(kind, guid, data))
     return SnpEvidence(report, tuple(certs), form="coco")
 
 
@@ -215,7 +219,8 @@ def _bytes_field(value: Any, name: str, size: int | None = None) -> bytes:
         if decoded is None:
             raise MalformedEvidenceError(f"{name} is neither base64 nor hex text")
         return decoded
-    raise MalformedEvidenceError(f"{name} must be a string or a byte list, got {type(value).__name__}")
+    raise MalformedEvidenceError(
+        f"{name} must be a string or a byte list, got {type(value).__name__}")
 
 
 def _looks_hex(text: bytes) -> bool:
@@ -331,9 +336,11 @@ def _int_field(value: Any, name: str, size: int) -> int:
         try:
             value = int(value, 0)
         except ValueError as exc:
-            raise MalformedEvidenceError(f"report field {name} is not an integer: {value!r}") from exc
+            raise MalformedEvidenceError(
+                f"report field {name} is not an integer: {value[:40]!r}") from exc
     if not isinstance(value, int) or not 0 <= value < 1 << (8 * size):
-        raise MalformedEvidenceError(f"report field {name} is not a {8 * size}-bit unsigned integer")
+        raise MalformedEvidenceError(
+            f"report field {name} is not a {8 * size}-bit unsigned integer")
     return value
 
 

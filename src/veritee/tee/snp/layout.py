@@ -324,7 +324,8 @@ def _check_reserved(report: SnpReport) -> None:
                 f"{report.version} report, found {raw[start:end].hex()}"
             )
     if report.signer_info >> 5:
-        raise MalformedEvidenceError(f"SIGNER_INFO bits 31:5 must be zero, got {report.signer_info:#x}")
+        raise MalformedEvidenceError(
+            f"SIGNER_INFO bits 31:5 must be zero, got {report.signer_info:#x}")
     if (report.signer_info >> 2) & 7 not in SIGNING_KEYS:
         raise MalformedEvidenceError(
             f"SIGNER_INFO.SIGNING_KEY is {(report.signer_info >> 2) & 7}, reserved by the ABI"
@@ -332,7 +333,8 @@ def _check_reserved(report: SnpReport) -> None:
     if not report.policy & POLICY_RESERVED_ONE:
         raise MalformedEvidenceError(f"POLICY bit 17 must be 1, policy is {report.policy:#x}")
     if report.policy & POLICY_MBZ_MASK:
-        raise MalformedEvidenceError(f"POLICY bits 63:26 must be zero, policy is {report.policy:#x}")
+        raise MalformedEvidenceError(
+            f"POLICY bits 63:26 must be zero, policy is {report.policy:#x}")
 
 
 def product_from_cpuid(family: int, model: int) -> Product | None:

@@ -19,7 +19,9 @@ Run one benchmark and print its throughput beside its floor.
 The floor is the cryptographic or hashing work the operation cannot avoid, measured in the
 same run with the same threads and seconds (the two are interleaved in short rounds), so
 ratio_to_floor is meaningful on a busy machine. With --threads N greater than 1 the
-one-thread figures are measured too, and scaling is ops/s at N threads over ops/s at one.
+one-thread figures are measured too, and scaling is ops/s at N threads over ops/s at one;
+floor_scaling, the same for the floor, shows whether N cores were really free (well below N:
+other processes shared the CPUs, and the scaling figure says little).
 
 With --json, stdout holds one JSON object: benchmark, ops_per_s, floor, ratio_to_floor, peer,
 ratio_to_peer, threads, seconds, and extra figures such as single_thread_ops_per_s and
@@ -116,4 +118,8 @@ def result_table(result: BenchResult) -> Table:
         shown = f"{value:,}" if isinstance(value, float) else str(value)
         table.add_row(_LABELS.get(key, key), shown)
     table.add_row("seconds per measurement", f"{result.seconds:g}")
+    floor_scaling = result.extra.get("floor_scaling")
+    if isinstance(floor_scaling, float) and floor_scaling < 0.9 * result.threads:
+        table.caption = (f"the floor scaled only {floor_scaling:.2f}× on {result.threads} "
+                         "threads: the CPUs were shared, scaling figures are unreliable")
     return table

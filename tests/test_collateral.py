@@ -22,6 +22,20 @@ from veritee.errors import CollateralMissingError, CollateralUnavailableError, M
 URL = f"{KDS_BASE_URL}/vcek/v1/Milan/cert_chain"
 
 
+class _Clock:
+    """Stands in for the ``time`` module of one collateral module (never the global one)."""
+
+    def __init__(self, now: float, sleeps: list[float] | None = None) -> None:
+        self.now = now
+        self.sleeps = sleeps if sleeps is not None else []
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
 def fetcher(answers: list[httpx.Response | Exception], *,
             retries: int = 3) -> tuple[HttpFetcher, list[httpx.Request]]:
     """A fetcher whose transport gives ``answers`` in turn (the last one repeats)."""
@@ -78,7 +92,7 @@ def test_http_fetcher_returns_final_answers_without_retry(status: int) -> None:
 
 def test_http_fetcher_backs_off_exponentially(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
-    monkeypatch.setattr(fetch_module.time, "sleep", sleeps.append)
+    monkeypatch.setattr(fetch_module, "time", _Clock(time.time(), sleeps))
     http, _ = fetcher([httpx.Response(429)])
     http.backoff = 0.5
     with pytest.raises(CollateralUnavailableError):
@@ -190,7 +204,7 @@ def test_kds_crl_is_refreshed_online_and_kept_offline(monkeypatch: pytest.Monkey
     crl_url = f"{KDS_BASE_URL}/vcek/v1/Milan/crl"
     cache.put(crl_url, b"old crl")
     later = time.time() + 2 * 24 * 3600
-    monkeypatch.setattr("veritee.collateral.cache.time.time", lambda: later)
+    monkeypatch.setattr("veritee.collateral.cache.time", _Clock(later))
     assert KdsClient(cache).crl("Milan", "vcek") == b"old crl"  # offline: stale beats none
     answers = _Answers(crl=Response(200, b"new crl"))
     assert KdsClient(cache, answers).crl("Milan", "vcek") == b"new crl"
@@ -213,7 +227,7 @@ def test_cache_put_get_and_max_age(cache: MemoryCache | DirectoryCache,
     assert cache.get("k") == b"v2"
     assert cache.get("k", max_age=60) == b"v2"
     later = time.time() + 120
-    monkeypatch.setattr("veritee.collateral.cache.time.time", lambda: later)
+    monkeypatch.setattr("veritee.collateral.cache.time", _Clock(later))
     assert cache.get("k", max_age=60) is None
     assert cache.get("k") == b"v2"
     assert cache.get("other key") is None

@@ -363,6 +363,12 @@ def test_report_data(name: str, expected: bytes, error: type[VeriteeError] | Non
         assert NONCE.hex() in info.value.detail and expected.hex() in info.value.detail
 
 
+def test_naive_verification_time_is_misuse() -> None:
+    emu = emulator()
+    with pytest.raises(MisuseError, match="no time zone"):
+        verify(emu.extended_report(), emu, now=emu.now.replace(tzinfo=None))
+
+
 # -- product identification ---------------------------------------------------------------------
 
 

@@ -97,8 +97,11 @@ class SnpVerifier:
             BindingError: the evidence is not authentic, current or bound as required.
             CollateralMissingError, CollateralUnavailableError: a needed certificate could
                 not be found.
-            MisuseError: ``report_data`` is not 64 bytes.
+            MisuseError: ``report_data`` is not 64 bytes, or ``now`` has no time zone.
         """
+        if now.utcoffset() is None:
+            raise MisuseError(f"verification time {now.isoformat()} has no time zone; "
+                              "certificate validity is in UTC")
         if report_data is not None and len(report_data) != REPORT_DATA_SIZE:
             raise MisuseError(
                 f"expected report data is {len(report_data)} bytes; SNP REPORT_DATA is "

@@ -282,6 +282,19 @@ def test_random_der_in_table_and_endorsements(garbage: bytes, role: str) -> None
         assert isinstance(outcome(report, (blob,)), VeriteeError)
 
 
+@FUZZ
+@given(st.booleans(), st.data())
+def test_crls_with_a_flipped_byte(revoking: bool, data: st.DataObject) -> None:
+    emu = emulator()
+    report, table = valid()
+    crl = bytearray(emu.crl(revoke_intermediate=revoking))
+    at = data.draw(st.integers(0, len(crl) - 1))
+    crl[at] ^= data.draw(st.integers(1, 255))
+    result = outcome(report + table, (bytes(crl),))
+    if isinstance(result, SnpClaims):
+        assert not revoking or result.revocation == "not_checked"
+
+
 # -- JSON evidence with a wrong value in every field ------------------------------------------
 
 BAD_VALUES: list[Any] = [

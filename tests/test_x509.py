@@ -159,3 +159,27 @@ def test_serial_zero_parses_when_warnings_are_errors() -> None:
     assert cert is not None
     assert cert.serial == 0
     assert cert.subject_cn == "SEV-VCEK"
+
+
+def test_crl_with_an_invalid_version_is_no_crl(crl_der: bytes) -> None:
+    # Found by fuzzing CRL endorsements: cryptography raises InvalidVersion, which is not a
+    # ValueError, for a CRL whose version field says 0.
+    broken = bytearray(crl_der)
+    at = crl_der.index(b"\x02\x01\x01")  # TBSCertList.version = v2
+    broken[at + 2] = 0
+    assert CertCache().blob(bytes(broken)) == ((), ())
+
+
+def test_odd_name_attributes_parse_the_same_whatever_the_warning_filters() -> None:
+    # Found by flipping one byte of a VCEK: Locality "Santa Clara" relabelled as the country
+    # name makes cryptography warn ("length must be >= 2 and <= 2"); with warnings as errors
+    # the certificate used to vanish, without them it parsed.
+    der = SnpEmulator().chain["vek"]
+    locality = bytes.fromhex("0603550407")
+    assert locality in der
+    odd = der.replace(locality, bytes.fromhex("0603550406"), 1)
+    for action in ("error", "ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter(action)
+            cert = CertCache().cert(odd)
+        assert cert is not None and cert.subject_cn == "SEV-VCEK", action

@@ -7,8 +7,9 @@ AMD VCEKs and VLEKs carry serial number 0, which RFC 5280 forbids; ``cryptograph
 that it will refuse such certificates "in a future release". The pinned version accepts them
 and the warning is silenced for that one message only (amd-sev.md §2.5, §5.10): by a filter
 at import and, because a process may turn warnings into errors (``python -W error``, pytest's
-``filterwarnings = error``), around the parse itself. Read the serial from :attr:`Cert.serial`,
-which was taken under that guard, rather than from ``Cert.cert``.
+``filterwarnings = error``), around the parse itself, so that a certificate parses the same
+in every process. Read the serial from :attr:`Cert.serial`, which was taken under that guard,
+rather than from ``Cert.cert``.
 """
 
 from __future__ import annotations
@@ -37,10 +38,14 @@ _WARNINGS_LOCK = threading.Lock()
 
 
 @contextmanager
-def _serial_zero_tolerated() -> Iterator[None]:
+def _quiet_parse() -> Iterator[None]:
+    """Parse the same way whatever the process does with warnings: tolerate serial 0, and
+    ignore the UserWarnings cryptography emits for odd name attributes (such as a country
+    name that is not two letters); the signatures decide what such a certificate is worth."""
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_SERIAL_WARNING,
                                 category=CryptographyDeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
         yield
 
 _PEM_CERT = (b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----")
@@ -145,11 +150,7 @@ def _der_element(blob: bytes) -> bytes | None:
 
 
 def _looks_like_crl(der: bytes) -> bool:
-    try:
-        x509.load_der_x509_crl(der)
-    except ValueError:
-        return False
-    return True
+    return _parse_crl(der) is not None
 
 
 @dataclass
@@ -204,30 +205,31 @@ _MISS = object()
 
 def _parse_cert(der: bytes) -> Cert | None:
     try:
-        with _serial_zero_tolerated():
+        with _quiet_parse():
             cert = x509.load_der_x509_certificate(der)
             serial = cert.serial_number
+            subject_cn, issuer_cn = _cn(cert.subject), _cn(cert.issuer)
         canonical = cert.public_bytes(Encoding.DER)
         return Cert(
             cert=cert,
             der=canonical,
             sha256=hashlib.sha256(canonical).hexdigest(),
-            subject_cn=_cn(cert.subject),
-            issuer_cn=_cn(cert.issuer),
+            subject_cn=subject_cn,
+            issuer_cn=issuer_cn,
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             public_key=cert.public_key(),
             serial=serial,
         )
-    except (ValueError, TypeError):
-        return None
-    except Exception:  # unsupported key types raise library-specific errors
+    except Exception:  # ValueError, and library-specific ones (InvalidVersion, key types)
         return None
 
 
 def _parse_crl(der: bytes) -> Crl | None:
     try:
-        crl = x509.load_der_x509_crl(der)
-        return Crl(crl=crl, der=der, issuer_cn=_cn(crl.issuer))
-    except (ValueError, TypeError):
+        with _quiet_parse():
+            crl = x509.load_der_x509_crl(der)
+            issuer_cn = _cn(crl.issuer)
+        return Crl(crl=crl, der=der, issuer_cn=issuer_cn)
+    except Exception:  # ValueError, and library-specific ones such as InvalidVersion
         return None

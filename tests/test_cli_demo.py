@@ -1,4 +1,4 @@
-"""``veritee demo`` (first version): every case ends as expected; JSON per CONTRACT §5."""
+"""``veritee demo``: a real broker on loopback; every case ends as expected; CONTRACT §5."""
 
 from __future__ import annotations
 
@@ -14,33 +14,39 @@ from veritee.cli.main import app
 
 
 def demo_rows(corpus: Path) -> list[dict[str, str]]:
-    result = CliRunner().invoke(app, ["demo", "--json"],
-                                env={"VERITEE_CORPUS": str(corpus), "VERITEE_OFFLINE": "1"})
+    result = CliRunner().invoke(app, ["demo", "--json"], env={"VERITEE_CORPUS": str(corpus)})
     assert result.exit_code == 0, result.output
     assert "veritee demo" in result.stderr  # the table, beside the JSON
+    assert "broker listening on http://127.0.0.1:" in result.stderr
     rows: list[dict[str, str]] = json.loads(result.stdout)["rows"]
     return rows
 
 
-def test_emulated_cases_end_as_expected(tmp_path: Path) -> None:
+def test_broker_cases_end_as_expected(tmp_path: Path) -> None:
     rows = demo_rows(tmp_path / "no-corpus")
-    assert rows
     for row in rows:
         assert {"tee", "case", "outcome", "reason"} <= set(row)
         assert row["outcome"] in ("released", "refused")
         assert row["outcome"] == row["expected"], row
         assert row["reason"]
-    released = [r["case"] for r in rows if r["outcome"] == "released"]
-    assert len(released) == 6  # 3 products × 2 signers
-    assert not any(r["case"].startswith("real ") for r in rows)
+    by_case = {r["case"]: r for r in rows}
+    released = [r for r in rows if r["outcome"] == "released"]
+    assert len(released) == 3  # a genuine guest of each product line
+    assert all("secret released" in r["reason"] for r in released)
+    stranger = by_case["measurement not a reference value"]
+    assert stranger["outcome"] == "refused"
+    assert "403 PolicyDeny" in stranger["reason"] and "snp.measurement" in stranger["reason"]
+    replay = by_case["replayed challenge (evidence bound to an old nonce)"]
+    assert "401" in replay["reason"]
+    assert not any("real hardware" in r["case"] for r in rows)
 
 
-def test_real_samples_are_released() -> None:
+def test_real_samples_verify_offline() -> None:
     if not (CORPUS / "amd" / "MANIFEST.json").is_file():
         pytest.skip("corpus folder amd is absent (set VERITEE_CORPUS)")
-    real = [r for r in demo_rows(CORPUS) if r["case"].startswith("real ")]
-    assert [r["case"] for r in real] == [f"real {e}" for e, _ in CORPUS_CASES]
-    assert all(r["outcome"] == "released" for r in real), real
+    real = [r for r in demo_rows(CORPUS) if r["case"].startswith("real hardware")]
+    assert len(real) == len(CORPUS_CASES)
+    assert all(r["outcome"] == "released" and "AMD's pinned roots" in r["reason"] for r in real)
 
 
 def test_human_demo_prints_a_table() -> None:

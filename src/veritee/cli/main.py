@@ -23,15 +23,21 @@ from veritee.cli.output import EXIT_USAGE, error_object, print_json, prose, stde
 #: Command modules, in the order ``veritee --help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "veritee.cli.verify",
-    "veritee.cli.bench",
+    "veritee.cli.serve",
+    "veritee.cli.attest",
+    "veritee.cli.policy",
+    "veritee.cli.admin",
     "veritee.cli.demo",
+    "veritee.cli.bench",
 )
 
 HELP = """\
 veritee — confidential-computing attestation verifier and key broker.
 
 Verify evidence from a TEE (AMD SEV-SNP, ...) against the vendors' pinned roots of trust,
-measure benchmarks, and run the demo. Every reporting command accepts --json.
+run the key broker that releases secrets to guests that pass (Confidential Containers KBS
+protocol), attest as a guest, test policies, measure benchmarks, and run the demo. Every
+reporting command accepts --json.
 """
 
 

@@ -1,0 +1,64 @@
+"""``veritee serve``: run the key broker (CONTRACT.md §3)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from veritee.broker.config import load_config
+from veritee.cli.output import prose, stderr
+
+HELP = """\
+Run the key broker: the Confidential Containers KBS protocol 0.4.0 under /kbs/v0 (auth,
+attest, resource and the admin paths), the JWKS of its EAR tokens at
+/.well-known/jwks.json, /healthz and Prometheus /metrics.
+
+With no configuration it listens on 127.0.0.1:8080 with an SQLite file and development keys
+generated in the user data directory, and says so. --config names a TOML file (every key and
+its default: docs/CONFIG.md); VERITEE_<SECTION>_<KEY> environment variables override it;
+the options below override both. Several --workers (processes) share state through the
+store; several machines share it through PostgreSQL ([store] url).
+"""
+
+EPILOG = """\
+Examples:
+  veritee serve
+  veritee serve --config /etc/veritee/broker.toml --workers 2
+  VERITEE_STORE_URL=postgresql+psycopg://kbs@db/kbs veritee serve --host 0.0.0.0
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve", help=prose(HELP), epilog=EPILOG)(serve)
+
+
+def serve(
+    *,
+    config_file: Annotated[Path | None, typer.Option(
+        "--config", help="TOML configuration file.", exists=True, dir_okay=False)] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port.", min=0, max=65535)] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes (default 1; use the number of cores).", min=1)] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Where development keys and the SQLite file live.")] = None,
+    trust_emulated: Annotated[bool, typer.Option(
+        "--trust-emulated", help="Trust emulated TEE roots (demos and tests only).")] = False,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Never reach vendor services (AMD KDS, ...).")] = False,
+) -> None:
+    from veritee.broker.server import run  # noqa: PLC0415 - the server stack loads only here
+
+    config = load_config(config_file)
+    server = replace(config.server, host=host or config.server.host,
+                     port=config.server.port if port is None else port,
+                     workers=workers or config.server.workers)
+    verification = replace(config.verification,
+                           trust_emulated=trust_emulated or config.verification.trust_emulated,
+                           offline=offline or config.verification.offline)
+    config = replace(config, server=server, verification=verification,
+                     data_dir=str(data_dir) if data_dir else config.data_dir)
+    run(config, config_file, notice=lambda line: stderr.print(line, markup=False, soft_wrap=True))

@@ -190,9 +190,11 @@ class KernelOnDisk(OsTsmFs):
         self.emu = emu
 
     def mkdir(self, path: Path) -> None:
-        super().mkdir(path)
+        super().mkdir(path)  # the kernel creates every attribute with the entry
         (path / "provider").write_text("sev_guest\n")
         (path / "generation").write_text("0\n")
+        for name in ("inblob", "privlevel", "outblob", "auxblob"):
+            (path / name).write_bytes(b"")
 
     def write(self, path: Path, data: bytes) -> None:
         super().write(path, data)
@@ -212,7 +214,7 @@ def test_configfs_tsm_on_a_directory_tree(tmp_path: Path) -> None:
     root = tmp_path / "sys/kernel/config/tsm/report"
     root.mkdir(parents=True)
     collected = collect_snp(NONCE, tsm_root=root, device=tmp_path / "no-device",
-                            fs=KernelOnDisk(emulator()))
+                            fs=KernelOnDisk(emulator()), privlevel=0)
     assert collected.source == "configfs-tsm"
     assert list(root.iterdir()) == []
     claims = verified(collected)

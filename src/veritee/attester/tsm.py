@@ -65,9 +65,15 @@ class OsTsmFs:
             return handle.read()
 
     def write(self, path: Path, data: bytes) -> None:
-        # One write(2): configfs takes a binary attribute in a single call.
-        with open(path, "wb", buffering=0) as handle:
-            handle.write(data)
+        # The attribute exists once the entry does (no O_CREAT); configfs takes the whole
+        # value in one write(2) and commits a binary attribute when the file is closed.
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+        if written != len(data):
+            raise OSError(errno.EIO, f"short write to {path} ({written} of {len(data)} bytes)")
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,10 @@ def test_sample_through_cli(entry: dict[str, Any], tmp_path: Path,
     assert out["status"] == "rejected" and out["error"]["type"] == "BindingError"
     assert out["claims"]["measurement"] == want["measurement"]
 
+    assert main([*args, "--report-data", "00" * 32]) == 2  # 32 bytes: misuse
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"]["type"] == "MisuseError"
+
 
 # -- certificates of the corpus and the pinned roots -------------------------------------------
 

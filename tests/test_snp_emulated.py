@@ -337,6 +337,30 @@ def test_crl_from_the_collateral_cache() -> None:
         verify(emu.extended_report(), emu, collateral=CollateralSource(cache=cache))
 
 
+@pytest.mark.parametrize(("revoke", "expected"), [(False, "checked"), (True, RevokedError)])
+@pytest.mark.parametrize("form", ["extended-report", "coco"])
+def test_crl_shipped_with_the_evidence(form: str, revoke: bool,
+                                       expected: str | type[VeriteeError]) -> None:
+    # virtee/sev CertType::CRL in a certificate table or a CoCo cert_chain; "Empty" entries
+    # are skipped.
+    emu = emulator(3, "genoa")
+    crl = emu.crl(revoke_intermediate=revoke)
+    if form == "coco":
+        document = emu.coco_evidence()
+        document["cert_chain"] += [{"cert_type": "CRL", "data": list(crl)},
+                                   {"cert_type": "Empty", "data": []}]
+        blob = json.dumps(document).encode()
+    else:
+        blob = emu.report() + certtable.build_cert_table([
+            (certtable.GUID_ARK, emu.chain["ark"]), (certtable.GUID_ASK, emu.chain["ask"]),
+            (certtable.GUID_VCEK, emu.chain["vek"]), (certtable.GUID_CRL, crl)])
+    if isinstance(expected, str):
+        assert verify(blob, emu).revocation == expected
+    else:
+        with pytest.raises(expected):
+            verify(blob, emu)
+
+
 # -- report data --------------------------------------------------------------------------------
 
 

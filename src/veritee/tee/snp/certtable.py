@@ -24,6 +24,8 @@ GUID_VLEK: Final = uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1")
 GUID_ASK: Final = uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782")  # also the ASVK
 GUID_ARK: Final = uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae")
 GUID_EXTRA_PLATFORM_INFO: Final = uuid.UUID("ecae0c0f-9502-43b1-afa2-0ae2e0d565b6")
+#: A CRL from the ARK (virtee/sev ``CertType::CRL``); used only if the ARK signed it.
+GUID_CRL: Final = uuid.UUID("92f81bc3-5811-4d3d-97ff-d19f88dc67ea")
 
 KNOWN: Final = {
     GUID_VCEK: "vcek",
@@ -31,7 +33,10 @@ KNOWN: Final = {
     GUID_ASK: "ask",
     GUID_ARK: "ark",
     GUID_EXTRA_PLATFORM_INFO: "extra_platform_info",
+    GUID_CRL: "crl",
 }
+#: The GUID of each kind (inverse of :data:`KNOWN`).
+GUID_OF: Final = {name: guid for guid, name in KNOWN.items()}
 _BY_BYTES: Final = {g.bytes: name for g, name in KNOWN.items()} | {
     g.bytes_le: name for g, name in KNOWN.items()
 }
@@ -41,7 +46,7 @@ _ENTRY = struct.Struct("<16sII")
 @dataclass(frozen=True, slots=True)
 class CertEntry:
     kind: str
-    """``vcek``, ``vlek``, ``ask``, ``ark``, ``extra_platform_info`` or ``other``."""
+    """``vcek``, ``vlek``, ``ask``, ``ark``, ``crl``, ``extra_platform_info`` or ``other``."""
     guid: uuid.UUID
     data: bytes
 

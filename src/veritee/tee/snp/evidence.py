@@ -133,7 +133,10 @@ def _from_configfs_tsm(document: Mapping[str, Any]) -> SnpEvidence:
     return SnpEvidence(report, certs, form="configfs-tsm")
 
 
-_COCO_CERT_TYPES = {"vcek": "vcek", "vlek": "vlek", "ask": "ask", "ark": "ark", "asvk": "ask"}
+#: virtee/sev ``CertType`` names (serde): ``Empty``, ``ARK``, ``ASK``, ``VCEK``, ``VLEK``, ``CRL``,
+#: ``{"OTHER": "<uuid>"}``; ``ASVK`` as some tools write it.
+_COCO_CERT_TYPES = {"vcek": "vcek", "vlek": "vlek", "ask": "ask", "ark": "ark", "asvk": "ask",
+                    "crl": "crl"}
 
 
 def _from_coco(document: Mapping[str, Any]) -> SnpEvidence:
@@ -149,6 +152,8 @@ def _from_coco(document: Mapping[str, Any]) -> SnpEvidence:
     for index, item in enumerate(chain):
         if not isinstance(item, Mapping):
             raise MalformedEvidenceError(f"cert_chain[{index}] must be an object")
+        if str(item.get("cert_type")).lower() == "empty":
+            continue
         kind, guid = _coco_cert_type(item.get("cert_type"))
         data = _bytes_field(item.get("data"), f"cert_chain[{index}].data")
         certs.append(certtable.CertEntry(kind, guid, data))
@@ -165,8 +170,7 @@ def _coco_cert_type(value: Any) -> tuple[str, uuid.UUID]:
     if isinstance(value, str):
         kind = _COCO_CERT_TYPES.get(value.lower())
         if kind is not None:
-            guid = next(g for g, k in certtable.KNOWN.items() if k == kind)
-            return kind, guid
+            return kind, certtable.GUID_OF[kind]
         try:
             guid = uuid.UUID(value)
         except ValueError:
@@ -191,8 +195,8 @@ def _from_go_sev_guest(document: Mapping[str, Any]) -> SnpEvidence:
     if isinstance(chain, Mapping):
         for key, kind in _GSG_CERTS.items():
             if chain.get(key):
-                guid = next(g for g, k in certtable.KNOWN.items() if k == kind)
-                certs.append(certtable.CertEntry(kind, guid, _bytes_field(chain[key], key)))
+                certs.append(certtable.CertEntry(kind, certtable.GUID_OF[kind],
+                                                 _bytes_field(chain[key], key)))
     return SnpEvidence(report, tuple(certs), form="go-sev-guest")
 
 

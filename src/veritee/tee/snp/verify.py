@@ -158,7 +158,7 @@ class SnpVerifier:
     def _pool(self, snp: SnpEvidence, collateral: CollateralSource) -> _Pool:
         pool = _Pool()
         for entry in snp.certs:
-            if entry.kind in ("vcek", "vlek", "ask", "ark"):
+            if entry.kind in ("vcek", "vlek", "ask", "ark", "crl"):
                 self._add_blob(pool, entry.data, "evidence")
         for blob in collateral.blobs:
             self._add_blob(pool, blob, "endorsements")

@@ -62,9 +62,11 @@ class TeeKey:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
         try:
-            message = jwe.decrypt_json(dict(sealed), key, algorithms=["ECDH-ES+A256KW", "A256GCM"])
+            message = jwe.decrypt_json(dict(sealed),  # type: ignore[arg-type]
+                                       key, algorithms=["ECDH-ES+A256KW", "A256GCM"])
         except (JoseError, ValueError, KeyError, TypeError) as exc:
-            raise KbsClientError(f"the resource JWE does not decrypt with this TEE key: {exc}") from exc
+            raise KbsClientError(
+                f"the resource JWE does not decrypt with this TEE key: {exc}") from exc
         return bytes(message.plaintext or b"")
 
 
@@ -115,7 +117,7 @@ class KbsClient:
         return {"tee-pubkey": self.key.jwk(), "nonce": nonce, "additional-evidence": ""}
 
     def report_data(self, nonce: str, extra_params: Any) -> bytes:
-        algorithm = binding.default_hash_algorithm(self.tee)
+        algorithm: str = binding.default_hash_algorithm(self.tee)
         if isinstance(extra_params, Mapping) and extra_params.get("selected-hash-algorithm"):
             algorithm = str(extra_params["selected-hash-algorithm"])
         digest = binding.runtime_data_digest(self.runtime_data(nonce), algorithm)
@@ -136,7 +138,9 @@ class KbsClient:
     def resource(self, path: str, attested: Attested, *, use_cookie: bool = False) -> bytes:
         """``GET /kbs/v0/resource/<path>`` with the token (or the session cookie); decrypt."""
         headers = {} if use_cookie else {"Authorization": f"Bearer {attested.token}"}
-        cookies = {SESSION_COOKIE: attested.session_cookie} if use_cookie and attested.session_cookie else None
+        cookies = None
+        if use_cookie and attested.session_cookie:
+            cookies = {SESSION_COOKIE: attested.session_cookie}
         try:
             response = self._client().get(f"/kbs/v0/resource/{path}", headers=headers,
                                           cookies=cookies)
@@ -151,7 +155,8 @@ class KbsClient:
             raise MisuseError(f"resource path must be repository/type/tag, got {path!r}")
         return self.resource(path, self.attest())
 
-    def _post(self, path: str, body: dict[str, Any], *, cookie: str | None = None) -> httpx.Response:
+    def _post(self, path: str, body: dict[str, Any], *,
+              cookie: str | None = None) -> httpx.Response:
         cookies = {SESSION_COOKIE: cookie} if cookie else None
         try:
             response = self._client().post(path, json=body, cookies=cookies)

@@ -115,11 +115,11 @@ def _jwk(key: Any) -> ECKey | OKPKey:
         return OKPKey.import_key(pub.public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
     if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
-        pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
-        if pub.curve.name != "secp256r1":
+        ec_pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+        if ec_pub.curve.name != "secp256r1":
             raise MisuseError("admin EC keys must be P-256 (ES256)")
-        return ECKey.import_key(pub.public_bytes(serialization.Encoding.PEM,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo))
+        return ECKey.import_key(ec_pub.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     raise MisuseError(f"admin keys must be Ed25519 or P-256, got {type(key).__name__}")
 
 

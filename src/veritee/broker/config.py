@@ -214,7 +214,8 @@ def _apply_env(config: Config, env: Any) -> Config:
         if key not in known or key == "acl":
             continue
         current = getattr(section, key)
-        config = replace(config, **{section_name: replace(section, **{key: _parse_env(current, raw, var)})})
+        updated = replace(section, **{key: _parse_env(current, raw, var)})
+        config = replace(config, **{section_name: updated})
     return config
 
 

@@ -76,7 +76,8 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey | r
             n = int.from_bytes(b64url_decode(str(jwk["n"])), "big")
             e = int.from_bytes(b64url_decode(str(jwk["e"])), "big")
             if n.bit_length() < 2048:
-                raise JweKeyError(f"RSA tee-pubkey is {n.bit_length()} bits; at least 2048 required")
+                raise JweKeyError(
+                    f"RSA tee-pubkey is {n.bit_length()} bits; at least 2048 required")
             return rsa.RSAPublicNumbers(e, n).public_key()
     except JweKeyError:
         raise
@@ -110,7 +111,8 @@ def _rsa_oaep(plaintext: bytes, jwk: Mapping[str, Any]) -> dict[str, str]:
     return _seal({"alg": "RSA-OAEP-256", "enc": "A256GCM"}, wrapped, cek, plaintext)
 
 
-def _seal(header: dict[str, Any], encrypted_key: bytes, cek: bytes, plaintext: bytes) -> dict[str, str]:
+def _seal(header: dict[str, Any], encrypted_key: bytes, cek: bytes,
+          plaintext: bytes) -> dict[str, str]:
     protected = b64url(json.dumps(header, separators=(",", ":")).encode())
     iv = os.urandom(12)
     sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))

@@ -46,8 +46,10 @@ def load_keys(config: Config) -> BrokerKeys:
         generated.append(str(kek_path))
     kek = _read(kek_path)
     if len(kek) != KEK_SIZE:
-        raise ConfigError(f"the key-encryption key {kek_path} must be {KEK_SIZE} bytes, not {len(kek)}")
-    signing_path = Path(config.tokens.signing_key) if config.tokens.signing_key else data / "ear-signing-key.pem"
+        raise ConfigError(
+            f"the key-encryption key {kek_path} must be {KEK_SIZE} bytes, not {len(kek)}")
+    signing_path = (Path(config.tokens.signing_key) if config.tokens.signing_key
+                    else data / "ear-signing-key.pem")
     if not signing_path.exists() and not config.tokens.signing_key:
         key = ec.generate_private_key(ec.SECP256R1())
         _write_secret(signing_path, _pem(key))
@@ -73,8 +75,9 @@ def load_keys(config: Config) -> BrokerKeys:
 
 
 def _pem(key: Any) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())  # type: ignore[no-any-return]
+    pem: bytes = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption())
+    return pem
 
 
 def _load_private(path: Path) -> Any:

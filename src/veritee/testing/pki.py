@@ -6,7 +6,7 @@ sign is trusted unless an operator explicitly enables emulated roots.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,8 @@ from cryptography.x509.oid import NameOID
 
 DATA = "veritee.testing"
 PSS_SHA384 = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
-LONG_AGO = datetime(2020, 1, 1, tzinfo=timezone.utc)
-FAR_AHEAD = datetime(2049, 12, 31, tzinfo=timezone.utc)
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+FAR_AHEAD = datetime(2049, 12, 31, tzinfo=UTC)
 
 
 def data_path(*parts: str) -> Path:
@@ -68,8 +68,9 @@ def with_serial_zero(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> b
     return out[: len(out) - len(signature)] + signature
 
 
-def ca_cert(subject: str, key: rsa.RSAPrivateKey, issuer: str, issuer_key: rsa.RSAPrivateKey,
-            serial: int, crl_url: str | None = None, *, not_before: datetime = LONG_AGO,
+def ca_cert(subject: str, key: rsa.RSAPrivateKey, issuer: str,  # noqa: PLR0917 - AMD's shape
+            issuer_key: rsa.RSAPrivateKey, serial: int, crl_url: str | None = None, *,
+            not_before: datetime = LONG_AGO,
             not_after: datetime = FAR_AHEAD) -> x509.Certificate:
     """An ARK/ASK-shaped CA certificate (RSA-PSS SHA-384)."""
     builder = (
@@ -98,7 +99,7 @@ def new_p384_key() -> ec.EllipticCurvePrivateKey:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def days(n: float) -> timedelta:

@@ -64,13 +64,25 @@ _KDS_NAMES = {"milan": "Milan", "genoa": "Genoa", "turin": "Turin"}
 
 @dataclass
 class _Pool:
-    """Certificates and CRLs available for one verification, by role."""
+    """Certificates and CRLs available for one verification, indexed by role."""
 
-    certs: list[tuple[Cert, str]] = field(default_factory=list)  # (cert, source)
+    roles: dict[str, list[Cert]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
     crls: list[Crl] = field(default_factory=list)
 
+    def add(self, cert: Cert) -> bool:
+        """Add ``cert`` unless present; True when it was new."""
+        if cert.sha256 in self.seen:
+            return False
+        self.seen.add(cert.sha256)
+        self.roles.setdefault(role_of(cert), []).append(cert)
+        return True
+
     def by_role(self, role: str) -> list[Cert]:
-        return [c for c, _ in self.certs if role_of(c) == role]
+        return self.roles.get(role, [])
+
+    def copy(self) -> _Pool:
+        return _Pool({r: list(c) for r, c in self.roles.items()}, set(self.seen), list(self.crls))
 
 
 class SnpVerifier:
@@ -84,6 +96,8 @@ class SnpVerifier:
         self._cache = cache or CertCache()
         self._pinned = {fp: root for root in self.roots for fp in root.fingerprints}
         self._root_blobs = tuple(dict.fromkeys(r.pem for r in self.roots if r.pem))
+        self._base: _Pool | None = None
+        self._vek_infos: dict[str, VekInfo] = {}
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -121,7 +135,7 @@ class SnpVerifier:
         signer = _signer(report)
         pool = self._pool(snp, collateral)
         vek = self._find_vek(report, signer, product, pool, collateral)
-        info = vek_info(vek)
+        info = self._vek_info(vek)
         product = product or _product_from_vek(vek, info, pool)
         ark, intermediate = self._chain(vek, signer, product, pool, now)
         root = self._pinned[ark.sha256]
@@ -156,21 +170,27 @@ class SnpVerifier:
     # -- certificates ------------------------------------------------------------------------
 
     def _pool(self, snp: SnpEvidence, collateral: CollateralSource) -> _Pool:
-        pool = _Pool()
+        """The pinned roots (indexed once) plus the evidence's and the operator's certificates;
+        any ARK among the latter must be pinned."""
+        pool = self._base_pool().copy()
         for entry in snp.certs:
             if entry.kind in ("vcek", "vlek", "ask", "ark", "crl"):
                 self._add_blob(pool, entry.data, "evidence")
         for blob in collateral.blobs:
             self._add_blob(pool, blob, "endorsements")
-        for blob in self._root_blobs:
-            self._add_blob(pool, blob, "pinned")
-        for cert, source in pool.certs:
-            if role_of(cert) == "ark" and cert.sha256 not in self._pinned:
-                raise UntrustedRootError(
-                    f"{cert.subject_cn} from the {source} has SHA-256 {cert.sha256}, which is "
-                    "not a pinned AMD root" + self._emulated_hint()
-                )
         return pool
+
+    def _base_pool(self) -> _Pool:
+        base = self._base
+        if base is None:
+            base = _Pool()
+            for blob in self._root_blobs:
+                certs, crls = self._cache.blob(blob)
+                for cert in certs:
+                    base.add(cert)
+                base.crls.extend(crls)
+            self._base = base
+        return base
 
     def _emulated_hint(self) -> str:
         if any(r.emulated for r in self.roots):
@@ -179,21 +199,52 @@ class SnpVerifier:
 
     def _add_blob(self, pool: _Pool, blob: bytes, source: str) -> None:
         certs, crls = self._cache.blob(blob)
-        known = {c.sha256 for c, _ in pool.certs}
-        pool.certs.extend((c, source) for c in certs if c.sha256 not in known)
+        for cert in certs:
+            if role_of(cert) == "ark" and cert.sha256 not in self._pinned:
+                raise UntrustedRootError(
+                    f"{cert.subject_cn} from the {source} has SHA-256 {cert.sha256}, which is "
+                    "not a pinned AMD root" + self._emulated_hint()
+                )
+            pool.add(cert)
         pool.crls.extend(crls)
+
+    def _vek_info(self, cert: Cert) -> VekInfo:
+        """AMD's extensions of a VCEK/VLEK, parsed once per certificate."""
+        info = self._vek_infos.get(cert.sha256)
+        if info is None:
+            info = vek_info(cert)
+            if len(self._vek_infos) >= 4096:
+                self._vek_infos.clear()
+            self._vek_infos[cert.sha256] = info
+        return info
 
     def _find_vek(self, report: SnpReport, signer: str, product: str | None, pool: _Pool,
                   collateral: CollateralSource) -> Cert:
         candidates = pool.by_role(signer)
         if candidates:
-            return _best_vek(report, product, candidates)
+            return self._best_vek(report, product, candidates)
         if signer == "vlek":
             raise CollateralMissingError(
                 "the report is signed by a VLEK and no VLEK came with the evidence or the "
-                "endorsements (VLEKs cannot be fetched from AMD KDS; pass --endorsements VLEK)"
+                "endorsements (VLEKs cannot be fetched from AMD KDS: supply the VLEK as an "
+                "endorsement or collateral file)"
             )
         return self._fetch_vcek(report, product, collateral)
+
+    def _best_vek(self, report: SnpReport, product: str | None, candidates: list[Cert]) -> Cert:
+        """The candidate whose hwID and TCB match the report; else the first (binding then
+        says what differs)."""
+        for cert in candidates:
+            try:
+                info = self._vek_info(cert)
+            except ChainError:
+                continue
+            turin = product == "turin" or info.fmc is not None
+            tcb = TcbVersion.decode(report.reported_tcb, turin=turin).components()
+            hwid_ok = info.hwid is None or report.chip_id.startswith(info.hwid)
+            if hwid_ok and all(tcb.get(k) == v for k, v in info.tcb().items()):
+                return cert
+        return candidates[0]
 
     def _fetch_vcek(self, report: SnpReport, product: str | None,
                     collateral: CollateralSource) -> Cert:
@@ -204,7 +255,7 @@ class SnpVerifier:
             )
         kds = KdsClient(collateral.cache, collateral.fetcher)
         products = [product] if product else ["milan", "genoa"]
-        last: CollateralMissingError | None = None
+        misses: list[str] = []
         for name in products:
             turin = name == "turin"
             tcb = TcbVersion.decode(report.reported_tcb, turin=turin).components()
@@ -212,13 +263,13 @@ class SnpVerifier:
             try:
                 der = kds.vcek(_KDS_NAMES[name], hwid, tcb)
             except CollateralMissingError as exc:
-                last = exc
+                misses.append(exc.detail)
                 continue
             cert = self._cache.cert(der)
             if cert is None:
                 raise ChainError(f"AMD KDS returned a VCEK that does not parse ({len(der)} bytes)")
             return cert
-        raise last or CollateralMissingError("no VCEK found")
+        raise CollateralMissingError("no VCEK found: " + "; ".join(misses))
 
     def _chain(self, vek: Cert, signer: str, product: str | None, pool: _Pool,
                now: datetime) -> tuple[Cert, Cert]:
@@ -314,25 +365,11 @@ def _product_from_vek(vek: Cert, info: VekInfo, pool: _Pool) -> str | None:
     name = (info.product_name or "").split("-", 1)[0].lower()
     if name in _KDS_NAMES:
         return name
-    for cert in pool.certs:
-        if cert[0].subject_cn == vek.issuer_cn:
-            return product_of_ca(cert[0])
+    for role in ("ask", "asvk"):
+        for cert in pool.by_role(role):
+            if cert.subject_cn == vek.issuer_cn:
+                return product_of_ca(cert)
     return None
-
-
-def _best_vek(report: SnpReport, product: str | None, candidates: list[Cert]) -> Cert:
-    """The candidate whose hwID and TCB match the report; else the first (binding reports it)."""
-    for cert in candidates:
-        try:
-            info = vek_info(cert)
-        except ChainError:
-            continue
-        turin = product == "turin" or info.fmc is not None
-        tcb = TcbVersion.decode(report.reported_tcb, turin=turin).components()
-        hwid_ok = info.hwid is None or report.chip_id.startswith(info.hwid)
-        if hwid_ok and all(tcb.get(k) == v for k, v in info.tcb().items()):
-            return cert
-    return candidates[0]
 
 
 def _pss_verifies(cert: Cert, issuer: Cert) -> bool:

@@ -113,3 +113,76 @@ def _is_text(blob: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return bool(text) and all(c.isprintable() or c.isspace() for c in text)
+
+
+# -- protobuf text format (Project Oak stores evidence and endorsements this way) --------------
+
+_TEXT_ESCAPES = {ord("a"): 7, ord("b"): 8, ord("f"): 12, ord("n"): 10, ord("r"): 13, ord("t"): 9,
+                 ord("v"): 11, ord("\\"): 92, ord("'"): 39, ord('"'): 34, ord("?"): 63}
+_OCTAL = frozenset(b"01234567")
+_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
+def textproto_bytes(text: bytes, field: str) -> list[bytes]:
+    """The values of every ``field: "..."`` in protobuf text format, unescaped.
+
+    Adjacent quoted strings concatenate, as the format defines.
+
+    Raises:
+        MalformedEvidenceError: a string is unterminated or holds a bad escape.
+    """
+    pattern = re.compile(rb"(?<![\w.])" + re.escape(field.encode()) + rb"\s*:\s*")
+    values: list[bytes] = []
+    for match in pattern.finditer(text):
+        pos = match.end()
+        chunks: list[bytes] = []
+        while pos < len(text) and text[pos] in b"\"'":
+            chunk, pos = _unquote(text, pos)
+            chunks.append(chunk)
+            while pos < len(text) and text[pos] in b" \t\r\n":
+                pos += 1
+        if chunks:
+            values.append(b"".join(chunks))
+    return values
+
+
+def _unquote(text: bytes, start: int) -> tuple[bytes, int]:
+    quote = text[start]
+    out = bytearray()
+    pos = start + 1
+    while pos < len(text) and text[pos] != 0x0A:
+        byte = text[pos]
+        if byte == quote:
+            return bytes(out), pos + 1
+        if byte == 0x5C and pos + 1 < len(text):  # a backslash escape
+            value, pos = _escape(text, pos + 1)
+            out.append(value)
+        else:
+            out.append(byte)
+            pos += 1
+    raise MalformedEvidenceError("unterminated string in protobuf text")
+
+
+def _escape(text: bytes, pos: int) -> tuple[int, int]:
+    """The byte an escape stands for (``pos`` is just after the backslash), and where the
+    text goes on."""
+    code = text[pos]
+    if code in _OCTAL:
+        end = pos
+        while end < len(text) and end < pos + 3 and text[end] in _OCTAL:
+            end += 1
+        value = int(text[pos:end], 8)
+        if value > 255:
+            raise MalformedEvidenceError(
+                f"octal escape \\{text[pos:end].decode()} exceeds a byte")
+        return value, end
+    if code in b"xX":
+        end = pos + 1
+        while end < len(text) and end < pos + 3 and text[end] in _HEXDIGITS:
+            end += 1
+        if end == pos + 1:
+            raise MalformedEvidenceError("\\x escape without hex digits in protobuf text")
+        return int(text[pos + 1:end], 16), end
+    if code in _TEXT_ESCAPES:
+        return _TEXT_ESCAPES[code], pos + 1
+    raise MalformedEvidenceError(f"unknown escape \\{chr(code)} in protobuf text")

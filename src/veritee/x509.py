@@ -27,8 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
-from veritee.errors import ExpiredError
-from veritee.evidence import b64decode_any
+from veritee.errors import ExpiredError, MalformedEvidenceError
+from veritee.evidence import b64decode_any, textproto_bytes
 
 _SERIAL_WARNING = "Parsed a serial number which wasn't positive"
 warnings.filterwarnings("ignore", message=_SERIAL_WARNING,
@@ -104,6 +104,8 @@ def split_pem_or_der(blob: bytes) -> tuple[list[bytes], list[bytes]]:
     crls = _pem_blocks(blob, *_PEM_CRL)
     if certs or crls:
         return certs, crls
+    if _TEXTPROTO_CERT in blob:
+        return _textproto_certs(blob), []
     der = _der_element(blob) or _der_element(blob.strip())
     if der is None:
         stripped = blob.strip()
@@ -112,6 +114,18 @@ def split_pem_or_der(blob: bytes) -> tuple[list[bytes], list[bytes]]:
     if der is None:
         return [], []
     return ([], [der]) if _looks_like_crl(der) else ([der], [])
+
+
+#: Project Oak's endorsements are protobuf text: ``tee_certificate: "<escaped DER>"``.
+_TEXTPROTO_CERT = b"tee_certificate:"
+
+
+def _textproto_certs(blob: bytes) -> list[bytes]:
+    try:
+        values = textproto_bytes(blob, "tee_certificate")
+    except MalformedEvidenceError:
+        return []
+    return [der for value in values if (der := _der_element(value)) is not None]
 
 
 def _pem_blocks(blob: bytes, begin: bytes, end: bytes) -> list[bytes]:

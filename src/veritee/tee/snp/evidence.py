@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from veritee.errors import MalformedEvidenceError
-from veritee.evidence import Evidence, b64decode_any, decode_text_bytes
+from veritee.evidence import Evidence, b64decode_any, decode_text_bytes, textproto_bytes
 from veritee.tee.snp import certtable
 from veritee.tee.snp.layout import (
     FIELD_NAMES,
@@ -60,7 +60,21 @@ def parse_snp_evidence(evidence: Evidence) -> SnpEvidence:
     """
     if evidence.form == "json":
         return _from_json(evidence.json, 0)
+    if TEXTPROTO_REPORT in evidence.data[:1 << 20]:
+        return _from_textproto(evidence.data)
     return _from_binary(evidence.data)
+
+
+#: Project Oak's evidence is protobuf text: ``root_layer { remote_attestation_report: "..." }``.
+TEXTPROTO_REPORT = b"remote_attestation_report:"
+
+
+def _from_textproto(data: bytes) -> SnpEvidence:
+    reports = textproto_bytes(data, "remote_attestation_report")
+    if not reports:
+        raise MalformedEvidenceError("protobuf text evidence holds no remote_attestation_report")
+    found = _from_binary(reports[0])
+    return SnpEvidence(found.report, found.certs, form="textproto")
 
 
 def _from_binary(data: bytes) -> SnpEvidence:
@@ -189,7 +203,12 @@ def _from_go_sev_guest(document: Mapping[str, Any]) -> SnpEvidence:
     if isinstance(value, Mapping):
         report = parse_report(report_from_fields(value))
     else:
-        report = parse_report(_bytes_field(value, "report"))
+        found = _from_binary(_bytes_field(value, "report"))
+        if "vcek" in document:  # Azure vTPM evidence: {quote, report (HCL), vcek (PEM)}
+            vcek = _bytes_field(document["vcek"], "vcek")
+            return SnpEvidence(found.report, (certtable.CertEntry(
+                "vcek", certtable.GUID_OF["vcek"], vcek),), form=f"azure-{found.form}")
+        report = found.report
     chain = document.get("certificateChain") or document.get("certificate_chain") or {}
     certs: list[certtable.CertEntry] = []
     if isinstance(chain, Mapping):

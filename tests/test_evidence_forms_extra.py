@@ -7,9 +7,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from veritee.collateral import CollateralSource
-from veritee.errors import MalformedEvidenceError
+from veritee.errors import MalformedEvidenceError, VeriteeError
 from veritee.evidence import decode_evidence, textproto_bytes
 from veritee.tee import get_verifier
 from veritee.testing.snp import SnpEmulator
@@ -69,3 +71,19 @@ def test_bad_protobuf_text_is_malformed(text: bytes) -> None:
 def test_textproto_without_a_report_is_malformed() -> None:
     with pytest.raises(MalformedEvidenceError):
         _verify(b'root_layer { remote_attestation_report: "\\002" }\n')
+
+
+@settings(max_examples=300, deadline=None)
+@given(tail=st.binary(max_size=3000), quote=st.sampled_from([b'"', b"'", b""]))
+def test_fuzzed_protobuf_text_only_raises_veritee_errors(tail: bytes, quote: bytes) -> None:
+    blob = b"root_layer { remote_attestation_report: " + quote + tail
+    with pytest.raises(VeriteeError):
+        _verify(blob)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tail=st.binary(max_size=3000))
+def test_fuzzed_protobuf_text_endorsements_are_ignored_or_used(tail: bytes) -> None:
+    blob = b'tee_certificate: "' + tail
+    claims = _verify(SnpEmulator().extended_report(), (blob,))
+    assert claims["signer"] == "vcek"

@@ -14,6 +14,7 @@ from veritee.errors import MisuseError
 
 #: Benchmark name → "module:attribute" of its :class:`Benchmark` (imported on use).
 BENCHMARKS: dict[str, str] = {
+    "broker": "veritee.bench.broker:BENCHMARK",
     "snp": "veritee.bench.snp:BENCHMARK",
 }
 

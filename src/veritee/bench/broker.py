@@ -1,0 +1,393 @@
+"""``veritee bench broker``: full KBS flows per second against the SNP verification ceiling.
+
+A flow is what one guest does to get one secret: ``POST /kbs/v0/auth``, then
+``POST /kbs/v0/attest`` with an emulated SNP report (configfs-tsm form: report plus
+certificate table) bound to the challenge and a fresh P-256 TEE key, then
+``GET /kbs/v0/resource/...`` with the EAR token, and the JWE decrypted and checked. Each
+flow is a new guest: a new TEE key, and a new TCP connection (the last request says
+``Connection: close``), which also spreads the flows over the broker's workers.
+
+The broker runs as it does in production, in a subprocess: :func:`veritee.broker.server.run`
+with one uvicorn worker per core, an SQLite store in a temporary data directory, emulated
+roots trusted and no network. Reference values and the secret are provisioned through the
+admin API. The load comes from this process: ``concurrency`` guests in one asyncio loop,
+each with its own httpx client, running flows back to back for ``seconds``; latency is
+measured per flow, from the first request to the checked plaintext.
+
+The ceiling (``floor``) is SEV-SNP verification alone — the same emulated extended report,
+one warm verifier shared by two threads (:mod:`veritee.bench.snp`) — measured in the same
+run, in slices between the load phases, while the broker is idle. ``ratio_to_floor`` is the
+best flows/s over that ceiling: how much of the machine's verification capacity survives
+HTTP, the store, appraisal, tokens and the JWE. The load client shares the machine's cores
+with the broker, so the ratio counts the guests' own work (signing reports, decrypting)
+against the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import resource_tracker
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+
+from veritee import binding
+from veritee.bench import snp
+from veritee.bench.core import BenchResult, Figure, Settings, throughput
+from veritee.broker.admin import mint_admin_token
+from veritee.broker.config import Config, ServerConfig, VerificationConfig
+from veritee.broker.jwe import concat_kdf
+from veritee.broker.server import run
+from veritee.errors import MisuseError
+from veritee.testing.snp import DEFAULT_MEASUREMENT, SnpEmulator
+
+CONCURRENCY = (1, 8, 32)
+CEILING_THREADS = 2
+FLOOR_NAME = f"snp-verify-{CEILING_THREADS}-threads"
+SECRET_PATH = "bench/key/secret"
+SECRET = b"veritee bench broker: the released secret"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+#: Warm-up before the first measurement (every worker compiles its policies and warms its
+#: verifier cache on its first flows), at most this long.
+WARMUP_SECONDS = 1.0
+
+
+class BrokerBenchError(MisuseError):
+    """The benchmark's broker did not start, or a flow that must succeed failed."""
+
+
+# -- the broker in a subprocess ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedBroker:
+    url: str
+    data_dir: Path
+    pid: int
+    workers: int
+
+
+@contextlib.contextmanager
+def served_broker(workers: int) -> Iterator[ServedBroker]:
+    """A broker subprocess on a free loopback port; stopped (with its workers) on exit,
+    on an error and on Ctrl-C. If this process dies, the broker sees its stdin close and
+    stops itself."""
+    with tempfile.TemporaryDirectory(prefix="veritee-bench-") as tmp:
+        data_dir = Path(tmp)
+        port = _free_port()
+        spec = {"data_dir": str(data_dir), "port": port, "workers": workers}
+        log_path = data_dir / "server.log"
+        with log_path.open("wb") as log, _sigterm_as_exit():
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from veritee.bench.broker import serve; serve()",
+                 json.dumps(spec)],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                env=_clean_env(), start_new_session=True)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                _wait_healthy(url, process, log_path)
+                yield ServedBroker(url, data_dir, process.pid, workers)
+            finally:
+                _stop(process)
+
+
+def serve() -> None:
+    """The subprocess: run the broker of the JSON spec in ``argv[1]`` until told to stop."""
+    spec = json.loads(sys.argv[1])
+    threading.Thread(target=_stop_when_parent_goes, daemon=True).start()
+    config = Config(
+        data_dir=spec["data_dir"],
+        server=ServerConfig(host="127.0.0.1", port=spec["port"], workers=spec["workers"],
+                            log_level="warning"),
+        verification=VerificationConfig(trust_emulated=True, offline=True),
+    )
+    try:
+        run(config, None, notice=lambda _line: None)
+    finally:
+        _reap_resource_tracker()
+
+
+def _reap_resource_tracker() -> None:
+    """Stop and wait for multiprocessing's resource tracker (started with the workers), so
+    that it does not outlive the broker as an orphan."""
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    with contextlib.suppress(AttributeError, OSError, ChildProcessError):
+        tracker._stop()  # type: ignore[union-attr]
+
+
+def _stop_when_parent_goes() -> None:
+    with contextlib.suppress(OSError):
+        sys.stdin.buffer.read()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without VERITEE_* settings, which would reconfigure the workers."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("VERITEE_")}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    with httpx.Client(base_url=url, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BrokerBenchError(f"the broker exited ({process.returncode}) before it "
+                                       f"served: {_tail(log_path)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get("/healthz").status_code == 200:
+                    return
+            time.sleep(0.05)
+    raise BrokerBenchError(f"the broker did not answer /healthz within {START_TIMEOUT:g} s: "
+                           f"{_tail(log_path)}")
+
+
+def _tail(path: Path, limit: int = 2000) -> str:
+    return path.read_bytes()[-limit:].decode(errors="replace").strip() or "(no output)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the uvicorn supervisor (it stops its workers); SIGKILL to the process
+    group this benchmark created if that does not end it in time."""
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """While the broker runs, SIGTERM unwinds this process (so the broker is stopped)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- provisioning --------------------------------------------------------------------------------
+
+
+def provision(broker: ServedBroker) -> None:
+    """Reference values for the emulated guest and the secret, through the admin API."""
+    key = serialization.load_pem_private_key(
+        (broker.data_dir / "admin-key.pem").read_bytes(), password=None)
+    token = mint_admin_token(key, now=datetime.now(UTC))
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=broker.url, headers=headers, timeout=30) as admin:
+        _expect(admin.post("/kbs/v0/reference-value", json={
+            "snp_launch_measurement": [DEFAULT_MEASUREMENT.hex()],
+            "allow_emulated": [True],
+        }), "reference values")
+        _expect(admin.post(f"/kbs/v0/resource/{SECRET_PATH}", content=SECRET,
+                           headers={"Content-Type": "application/octet-stream"}), "secret")
+
+
+def _expect(response: httpx.Response, what: str) -> httpx.Response:
+    if response.status_code != 200:
+        raise BrokerBenchError(f"{what}: HTTP {response.status_code}: {response.text[:500]}")
+    return response
+
+
+# -- the guests ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Guest:
+    """The emulated SNP guest side of the flows (one emulated machine, fresh keys per flow)."""
+
+    emulator: SnpEmulator = field(default_factory=SnpEmulator)
+
+    def __post_init__(self) -> None:
+        self._auxblob = base64.urlsafe_b64encode(self.emulator.cert_table()).decode()
+
+    def evidence(self, report_data: bytes) -> dict[str, str]:
+        """configfs-tsm evidence: a freshly signed report and the certificate table."""
+        report = self.emulator.report(report_data)
+        return {"outblob": base64.urlsafe_b64encode(report).decode(), "auxblob": self._auxblob,
+                "provider": "sev_guest\n"}
+
+
+async def flow(client: httpx.AsyncClient, guest: Guest) -> float:
+    """One full flow on ``client``; its latency in seconds.
+
+    Raises:
+        BrokerBenchError: a step did not answer 200, or the secret did not decrypt.
+    """
+    started = time.perf_counter()
+    key = ec.generate_private_key(ec.SECP256R1())
+    auth = _expect(await client.post("/kbs/v0/auth", json={"version": "0.4.0", "tee": "snp"}),
+                   "auth")
+    runtime = {"tee-pubkey": _jwk(key), "nonce": auth.json()["nonce"], "additional-evidence": ""}
+    report_data = binding.expected_report_data("snp", binding.runtime_data_digest(runtime))
+    attest = _expect(await client.post("/kbs/v0/attest", json={
+        "runtime-data": runtime,
+        "tee-evidence": {"primary_evidence": guest.evidence(report_data),
+                         "additional_evidence": ""},
+    }), "attest")
+    resource = _expect(await client.get(f"/kbs/v0/resource/{SECRET_PATH}", headers={
+        "Authorization": f"Bearer {attest.json()['token']}", "Connection": "close"}), "resource")
+    if decrypt(key, resource.json()) != SECRET:
+        raise BrokerBenchError("the released resource is not the provisioned secret")
+    return time.perf_counter() - started
+
+
+def _jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    numbers = key.public_key().public_numbers()
+    return {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW",
+            "x": _b64url(numbers.x.to_bytes(32, "big")),
+            "y": _b64url(numbers.y.to_bytes(32, "big"))}
+
+
+def decrypt(key: ec.EllipticCurvePrivateKey, sealed: dict[str, str]) -> bytes:
+    """Open an ECDH-ES+A256KW / A256GCM JWE (flattened) with cryptography primitives."""
+    header = json.loads(_b64url_decode(sealed["protected"]))
+    epk = header["epk"]
+    peer = ec.EllipticCurvePublicKey.from_encoded_point(
+        ec.SECP256R1(), b"\x04" + _b64url_decode(epk["x"]) + _b64url_decode(epk["y"]))
+    kek = concat_kdf(key.exchange(ec.ECDH(), peer), "ECDH-ES+A256KW", 256)
+    cek = aes_key_unwrap(kek, _b64url_decode(sealed["encrypted_key"]))
+    return AESGCM(cek).decrypt(_b64url_decode(sealed["iv"]),
+                               _b64url_decode(sealed["ciphertext"]) + _b64url_decode(sealed["tag"]),
+                               sealed["protected"].encode("ascii"))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# -- measuring -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Level:
+    """The figures of one concurrency level."""
+
+    concurrency: int
+    flows: int
+    elapsed: float
+    latencies: tuple[float, ...]
+
+    @property
+    def flows_per_s(self) -> float:
+        return self.flows / self.elapsed if self.elapsed > 0 else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        """Nearest-rank percentile of the flow latencies, in milliseconds."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return 0.0
+        return 1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flows_per_s": round(self.flows_per_s, 1),
+                "p50_ms": round(self.percentile_ms(0.5), 2),
+                "p99_ms": round(self.percentile_ms(0.99), 2), "flows": self.flows}
+
+
+async def run_level(url: str, guest: Guest, concurrency: int, seconds: float) -> Level:
+    """``concurrency`` guests running flows back to back for ``seconds``."""
+    clients = [httpx.AsyncClient(base_url=url, timeout=60) for _ in range(concurrency)]
+    latencies: list[float] = []
+    try:
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def one_guest(client: httpx.AsyncClient) -> None:
+            while time.perf_counter() < deadline:
+                latencies.append(await flow(client, guest))
+
+        await asyncio.gather(*(one_guest(c) for c in clients))
+        elapsed = time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    return Level(concurrency, len(latencies), elapsed, tuple(latencies))
+
+
+@dataclass(frozen=True)
+class BrokerBenchmark:
+    name: str = "broker"
+    description: str = ("full KBS flows/s (auth, attest with emulated SNP evidence, resource) "
+                        "at concurrency 1, 8, 32 vs. 2-thread SNP verification")
+
+    def planned_seconds(self, settings: Settings) -> float:
+        return min(WARMUP_SECONDS, settings.seconds) + (len(CONCURRENCY) + 1) * settings.seconds
+
+    def run(self, settings: Settings) -> BenchResult:
+        workers = os.cpu_count() or 1
+        verify, _ = snp.workload()
+        guest = Guest()
+        ceiling_ops = ceiling_time = 0.0
+        levels: list[Level] = []
+        with served_broker(workers) as broker:
+            provision(broker)
+            warmup = min(WARMUP_SECONDS, settings.seconds)
+            asyncio.run(run_level(broker.url, guest, 2 * workers, warmup))
+            settings.advance("warm-up", warmup)
+            for concurrency in CONCURRENCY:
+                count, took = throughput(verify, settings.seconds / len(CONCURRENCY),
+                                         CEILING_THREADS)
+                ceiling_ops, ceiling_time = ceiling_ops + count, ceiling_time + took
+                settings.advance(f"ceiling, {CEILING_THREADS} threads", took)
+                level = asyncio.run(run_level(broker.url, guest, concurrency, settings.seconds))
+                levels.append(level)
+                settings.advance(f"concurrency {concurrency}", level.elapsed)
+        return _result(self.name, settings, levels, ceiling_ops / ceiling_time, workers)
+
+
+def _result(name: str, settings: Settings, levels: list[Level], ceiling: float,
+            workers: int) -> BenchResult:
+    best = max(levels, key=lambda level: level.flows_per_s)
+    extra: dict[str, Any] = {"workers": workers, "best_concurrency": best.concurrency}
+    extra.update({f"concurrency_{level.concurrency}": level.to_dict() for level in levels})
+    return BenchResult(benchmark=name, ops_per_s=best.flows_per_s,
+                       floor=Figure(FLOOR_NAME, ceiling), peer=None, threads=CEILING_THREADS,
+                       seconds=settings.seconds, extra=extra)
+
+
+BENCHMARK = BrokerBenchmark()

@@ -18,9 +18,10 @@ from veritee.errors import MisuseError
 PATH = ["default", "key", "disk"]
 
 
-@pytest.fixture(scope="module")
-def engine() -> PolicyEngine:
-    return PolicyEngine()
+@pytest.fixture(scope="module", params=[True, False], ids=["native", "regopy"])
+def engine(request: pytest.FixtureRequest) -> PolicyEngine:
+    """Every test runs on the native evaluator of the shipped policy and on regopy."""
+    return PolicyEngine(native=request.param)
 
 
 def token(*statuses: str) -> dict[str, Any]:

@@ -38,9 +38,10 @@ REFS: dict[str, list[Any]] = {
 AFFIRMING = {"instance-identity": 2, "configuration": 2, "executables": 3, "hardware": 2}
 
 
-@pytest.fixture(scope="module")
-def engine() -> PolicyEngine:
-    return PolicyEngine()
+@pytest.fixture(scope="module", params=[True, False], ids=["native", "regopy"])
+def engine(request: pytest.FixtureRequest) -> PolicyEngine:
+    """Every test runs on the native evaluator of the shipped policy and on regopy."""
+    return PolicyEngine(native=request.param)
 
 
 def appraise(engine: PolicyEngine, claims: dict[str, Any], refs: dict[str, list[Any]]

@@ -31,6 +31,7 @@ from veritee.appraisal.explain import (
     show,
 )
 from veritee.appraisal.inputs import policy_input
+from veritee.appraisal.native import NativePolicy, native_for
 from veritee.appraisal.result import Appraisal, Check, Decision
 from veritee.appraisal.vector import CLAIM_MAX, CLAIM_MIN, TRUST_CLAIMS, ear_status, ear_tier
 from veritee.errors import MisuseError
@@ -54,8 +55,12 @@ class PolicyEngine:
     a new reference-value set, or a new resource path, means one more build (≈7 ms).
     """
 
-    def __init__(self, *, max_compiled: int = 256) -> None:
-        self._cache = rego.PolicyCache(max_compiled)
+    def __init__(self, *, max_compiled: int = 256, native: bool = True) -> None:
+        """``native``: evaluate the shipped default policies with their native evaluators
+        (:mod:`veritee.appraisal.native`); False runs every policy in regopy."""
+        self._cache: rego.PolicyCache[rego.CompiledPolicy | NativePolicy] = rego.PolicyCache(
+            max_compiled)
+        self.native = native
 
     # -- attestation ---------------------------------------------------------------------------
 
@@ -145,9 +150,10 @@ class PolicyEngine:
     # -- compiling -----------------------------------------------------------------------------
 
     def _compiled(self, kind: PolicyKind, policy_id: str, source: str,
-                  data: Mapping[str, Any]) -> rego.CompiledPolicy:
+                  data: Mapping[str, Any]) -> rego.CompiledPolicy | NativePolicy:
         if not isinstance(source, str):
             raise PolicyError(f"policy {policy_id!r} is a {type(source).__name__}, not Rego text")
+        evaluator = native_for(kind, source) if self.native else None
         key = (kind, policy_id, rego.source_digest(source), rego.data_digest(data))
         outputs = ATTESTATION_OUTPUTS if kind == "attestation" else RESOURCE_OUTPUTS
 
@@ -156,7 +162,19 @@ class PolicyEngine:
             return rego.CompiledPolicy(policy_id=policy_id, text=text,
                                        outputs=outputs & text.rules, data=data)
 
-        return self._cache.get(key, build)
+        def regopy() -> rego.CompiledPolicy:
+            compiled = self._cache.get((*key, "regopy"), build)
+            assert isinstance(compiled, rego.CompiledPolicy)
+            return compiled
+
+        if evaluator is None:
+            return regopy()
+
+        def build_native() -> NativePolicy:
+            return NativePolicy(policy_id=policy_id, text=rego.PolicyText.read(
+                source, policy_id=policy_id), evaluator=evaluator, data=data, fallback=regopy)
+
+        return self._cache.get((*key, "native"), build_native)
 
 
 # -- attestation outputs -----------------------------------------------------------------------
@@ -198,7 +216,7 @@ def _trust_vector(policy_id: str, outputs: Any) -> tuple[dict[str, int], bool]:
     return {claim: claims.get(claim, 0) for claim in TRUST_CLAIMS}, from_rules
 
 
-def _attestation_checks(compiled: rego.CompiledPolicy, outputs: Mapping[str, Any], *,
+def _attestation_checks(compiled: rego.CompiledPolicy | NativePolicy, outputs: Mapping[str, Any], *,
                         document: Mapping[str, Any], tee: str,
                         references: Mapping[str, Any], vector: Mapping[str, int],
                         from_rules: bool) -> list[Check]:

@@ -46,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import regopy
 from regopy.rego_shared import (
@@ -460,23 +460,29 @@ def source_digest(source: str) -> str:
 
 
 def data_digest(data: Mapping[str, Any]) -> str:
-    text = json.dumps(data, sort_keys=True, allow_nan=False, ensure_ascii=False,
-                      separators=(",", ":"))
+    try:
+        text = json.dumps(data, sort_keys=True, allow_nan=False, ensure_ascii=False,
+                          separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise PolicyError(f"policy data is not JSON: {exc}") from None
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
-class PolicyCache:
+_Entry = TypeVar("_Entry")
+
+
+class PolicyCache(Generic[_Entry]):
     """A bounded LRU of compiled policies, safe to share between threads."""
 
     def __init__(self, max_entries: int) -> None:
         if max_entries < 1:
             raise ValueError("a policy cache holds at least one entry")
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, ...], CompiledPolicy] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
 
-    def get(self, key: tuple[str, ...], build: Callable[[], CompiledPolicy]) -> CompiledPolicy:
+    def get(self, key: tuple[str, ...], build: Callable[[], _Entry]) -> _Entry:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:

@@ -5,6 +5,7 @@ policies, reference values, an append-only audit log and a few settings. See ``s
 the calls, ``schema.py`` for the tables and migrations, ``sealing.py`` for encryption at rest.
 """
 
+from veritee.store.audit import AuditWriter
 from veritee.store.errors import (
     InvalidRecordError,
     ResourcePathError,
@@ -35,6 +36,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AuditEvent",
     "AuditKind",
+    "AuditWriter",
     "InvalidRecordError",
     "PolicyKind",
     "PolicyRecord",

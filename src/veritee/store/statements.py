@@ -60,6 +60,7 @@ class Statements:
         self._versioned()
         self._settings(upsert)
         self.audit_insert: Insert = insert(audit_log).returning(audit_log.c.id)
+        self.audit_insert_many: Insert = insert(audit_log)
 
     # --- sessions ---------------------------------------------------------------------------
 

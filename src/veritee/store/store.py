@@ -413,7 +413,14 @@ class Store:
 
     def append_audit(self, event: AuditEvent) -> int:
         """Append ``event`` (its ``id`` is ignored); returns the id it was given."""
-        params = {
+        params = self.audit_row(event)
+        with self._tx("append_audit", "one") as conn:
+            return int(conn.execute(self._q.audit_insert, params).scalar_one())
+
+    def audit_row(self, event: AuditEvent) -> dict[str, Any]:
+        """``event`` checked and shaped as a row for :meth:`append_audit_rows`; raises what
+        :meth:`append_audit` raises for a value the store refuses."""
+        return {
             "kind": check_member(event.kind, AUDIT_KINDS, "audit kind"),
             "at": utc(event.at, "at"),
             "session_id": check_length(event.session_id, 128, "session_id"),
@@ -424,8 +431,12 @@ class Store:
             "failed_rules": check_json(list(event.failed_rules), "failed_rules"),
             "detail": check_json(dict(event.detail), "audit detail"),
         }
-        with self._tx("append_audit", "one") as conn:
-            return int(conn.execute(self._q.audit_insert, params).scalar_one())
+
+    def append_audit_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows from :meth:`audit_row`, in order, in one transaction."""
+        if rows:
+            with self._tx("append_audit_rows") as conn:
+                conn.execute(self._q.audit_insert_many, list(rows))
 
     def list_audit(
         self, *, limit: int = 100, kind: str | None = None, since: datetime | None = None

@@ -24,7 +24,7 @@ import tomllib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from veritee import binding
@@ -40,7 +40,7 @@ from veritee.broker.metrics import Metrics
 from veritee.collateral import CollateralSource
 from veritee.errors import EvidenceError, UndecidedError, VeriteeError
 from veritee.evidence import Evidence, decode_evidence
-from veritee.store import AuditEvent, Session, Store
+from veritee.store import AuditEvent, AuditWriter, Session, Store, StoreUnavailableError
 from veritee.tee import Verifier, get_verifier, tee_names
 
 log = logging.getLogger("veritee.broker")
@@ -76,10 +76,29 @@ class Broker:
     max_evidence_bytes: int = 1024 * 1024
     explain_denials: bool = True
     metrics: Metrics = field(default_factory=Metrics)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    audit: AuditWriter | None = None
+    """Where audit events go; None: written synchronously (``AuditWriter(store, interval=0)``).
+    The server passes a batching writer (:mod:`veritee.store.audit`)."""
     _verifiers: dict[str, Verifier] = field(default_factory=dict)
     _cache: dict[str, _Cached] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.audit is None:
+            self.audit = AuditWriter(self.store, interval=0)
+
+    def close(self) -> None:
+        """Write pending audit events, then close the store."""
+        try:
+            self._writer.close()
+        finally:
+            self.store.close()
+
+    @property
+    def _writer(self) -> AuditWriter:
+        assert self.audit is not None
+        return self.audit
 
     # -- KBS protocol ----------------------------------------------------------------------
 
@@ -201,14 +220,14 @@ class Broker:
 
     def set_resource(self, path: str, data: bytes, *, who: str) -> int:
         version = self.store.put_resource(path, data, now=self.clock())
-        self._audit_event("admin", who, resource=path, verdict="set-resource", failed=[],
+        self._audit_admin(who, resource=path, verdict="set-resource",
                           detail={"version": version, "bytes": len(data)})
         return version
 
     def delete_resource(self, path: str, *, who: str) -> None:
         if not self.store.delete_resource(path):
             raise problems.ResourceNotFound(f"no resource at {path}")
-        self._audit_event("admin", who, resource=path, verdict="delete-resource", failed=[], detail={})
+        self._audit_admin(who, resource=path, verdict="delete-resource", detail={})
 
     def set_attestation_policy(self, request: Mapping[str, Any], *, who: str) -> int:
         kind = request.get("type", "rego")
@@ -217,10 +236,11 @@ class Broker:
         policy_id = _field(request, "policy_id", str)
         source = _b64_text(_field(request, "policy", str), "policy")
         self._check_policy(source)
-        version = self.store.put_policy("attestation", policy_id, source, now=self.clock(), author=who)
+        version = self.store.put_policy("attestation", policy_id, source, now=self.clock(),
+                                        author=who)
         self._forget()
-        self._audit_event("admin", who, resource=f"attestation-policy/{policy_id}",
-                          verdict="set-policy", failed=[], detail={"version": version})
+        self._audit_admin(who, resource=f"attestation-policy/{policy_id}",
+                          verdict="set-policy", detail={"version": version})
         return version
 
     def set_resource_policy(self, request: Mapping[str, Any], *, who: str) -> int:
@@ -229,8 +249,8 @@ class Broker:
         version = self.store.put_policy("resource", RESOURCE_POLICY_ID, source, now=self.clock(),
                                         author=who)
         self._forget()
-        self._audit_event("admin", who, resource="resource-policy", verdict="set-policy",
-                          failed=[], detail={"version": version})
+        self._audit_admin(who, resource="resource-policy", verdict="set-policy",
+                          detail={"version": version})
         return version
 
     def _check_policy(self, source: str) -> None:
@@ -359,17 +379,33 @@ class Broker:
         raise problems.TokenNotFound("no attestation token: send 'Authorization: Bearer <EAR>' "
                                      "or the kbs-session-id cookie of an attested session")
 
+    def audit_events(self, *, limit: int = 100, kind: str | None = None) -> list[AuditEvent]:
+        """The newest audit events, after writing this process's pending ones."""
+        try:
+            self._writer.flush()
+        except StoreUnavailableError as exc:
+            log.warning("listing the audit log without this process's pending events: %s",
+                        exc.detail)
+        return self.store.list_audit(limit=limit, kind=kind)
+
     def _audit(self, kind: str, session: Session, client: str, *, verdict: str,
                failed: list[str], detail: dict[str, Any]) -> None:
-        self.store.append_audit(AuditEvent(kind=kind, at=self.clock(), session_id=session.id,
-                                           tee=session.tee, subject=client, resource=None,
-                                           verdict=verdict, failed_rules=failed, detail=detail))
+        self._writer.append(AuditEvent(kind=kind, at=self.clock(), session_id=session.id,
+                                       tee=session.tee, subject=client, resource=None,
+                                       verdict=verdict, failed_rules=failed, detail=detail))
 
     def _audit_event(self, kind: str, who: str, *, resource: str | None, verdict: str,
                      failed: list[str], detail: dict[str, Any]) -> None:
-        self.store.append_audit(AuditEvent(kind=kind, at=self.clock(), session_id=None, tee=None,
-                                           subject=who, resource=resource, verdict=verdict,
-                                           failed_rules=failed, detail=detail))
+        self._writer.append(AuditEvent(kind=kind, at=self.clock(), session_id=None, tee=None,
+                                       subject=who, resource=resource, verdict=verdict,
+                                       failed_rules=failed, detail=detail))
+
+    def _audit_admin(self, who: str, *, resource: str, verdict: str,
+                     detail: dict[str, Any]) -> None:
+        """An administrative change, written before the change is acknowledged."""
+        self._audit_event("admin", who, resource=resource, verdict=verdict, failed=[],
+                          detail=detail)
+        self._writer.flush()
 
 
 # -- request helpers -------------------------------------------------------------------------

@@ -313,6 +313,57 @@ def test_consume_nonce(
         assert store.consume_nonce(sid, nonce, now=now) is expected
 
 
+def _challenge(store: Store, nonce: str = "N", *, at: datetime = T0, token: str = "t1") -> None:
+    store.attest_challenge("s1", nonce=nonce, token=token, expires_at=T0 + 10 * MINUTE, now=at)
+
+
+CHALLENGE_CASES: list[tuple[str, Callable[[Store], None], Callable[[Store], None], Any]] = [
+    ("spends the nonce and attests", lambda s: None, _challenge, None),
+    ("a second time", _challenge, lambda s: _challenge(s, token="t2"), SessionStateError),
+    ("wrong nonce", lambda s: None, lambda s: _challenge(s, "X"), SessionStateError),
+    ("nonce spent by a failed attempt", lambda s: s.consume_nonce("s1", "N", now=T0), _challenge,
+     SessionStateError),
+    ("attested by attest_session", _attest_quietly, _challenge, SessionStateError),
+    ("expired session", lambda s: None, lambda s: _challenge(s, at=T0 + 5 * MINUTE),
+     SessionUnknownError),
+    ("unknown session", lambda s: s.delete_session("s1"), _challenge, SessionUnknownError),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "setup", "call", "error"), CHALLENGE_CASES, ids=[c[0] for c in CHALLENGE_CASES]
+)
+def test_attest_challenge(
+    store: Store,
+    name: str,
+    setup: Callable[[Store], None],
+    call: Callable[[Store], None],
+    error: type[Exception] | None,
+) -> None:
+    store.create_session(session(nonce="N"))
+    setup(store)
+    before = store.get_session("s1", now=T0)
+    if error is not None:
+        with pytest.raises(error) as info:
+            call(store)
+        assert isinstance(info.value, EvidenceError)
+        assert "N" not in str(info.value).split(": ", 1)[-1].split()  # no nonce in messages
+        assert store.get_session("s1", now=T0) == before      # nothing changed
+        return
+    call(store)
+    got = store.get_session("s1", now=T0)
+    assert got is not None
+    assert (got.state, got.token, got.nonce_used, got.expires_at) == (
+        "attested", "t1", True, T0 + 10 * MINUTE)
+
+
+def test_nonce_used_is_read_back(store: Store) -> None:
+    store.create_session(session(nonce="N"))
+    assert store.get_session("s1", now=T0).nonce_used is False  # type: ignore[union-attr]
+    store.consume_nonce("s1", "N", now=T0)
+    assert store.get_session("s1", now=T0).nonce_used is True  # type: ignore[union-attr]
+
+
 def test_delete_and_purge_sessions(store: Store) -> None:
     for i in range(1, 4):
         store.create_session(session(f"s{i}", ttl=i * MINUTE))

@@ -75,6 +75,22 @@ def test_attest_session_once_across_threads(store: Store) -> None:
     assert stored.token == winners[0]
 
 
+def test_attest_challenge_once_across_threads(store: Store) -> None:
+    store.create_session(session(nonce="N"))
+
+    def attest(i: int) -> str:
+        store.attest_challenge("s1", nonce="N", token=f"t{i}", expires_at=T0 + MINUTE, now=T0)
+        return f"t{i}"
+
+    results = race(THREADS, attest)
+    winners = [r for r in results if isinstance(r, str)]
+    assert len(winners) == 1
+    assert all(isinstance(r, SessionStateError) for r in results if r not in winners)
+    stored = store.get_session("s1", now=T0)
+    assert stored is not None
+    assert stored.token == winners[0]
+
+
 def test_put_setting_if_absent_agrees_across_threads(store: Store) -> None:
     results = race(THREADS, lambda i: store.put_setting_if_absent("ear-key", f"key-{i}"))
     assert len(set(map(str, results))) == 1

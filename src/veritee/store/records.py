@@ -43,6 +43,8 @@ class Session:
     token: str | None = None
     #: TEE-specific challenge data (e.g. the IBM SE request) and the selected hash algorithm.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The challenge was spent (an attestation was attempted with it).
+    nonce_used: bool = False
 
 
 @dataclass(frozen=True)

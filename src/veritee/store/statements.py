@@ -90,6 +90,22 @@ class Statements:
             )
             .values(nonce_used=true())
         )
+        self.challenge_attest: Update = (
+            update(sessions)
+            .where(
+                sid,
+                live,
+                sessions.c.state == "authed",
+                sessions.c.nonce_used == false(),
+                sessions.c.nonce == bindparam("p_nonce", type_=Text()),
+            )
+            .values(
+                state="attested",
+                nonce_used=true(),
+                token=bindparam("p_token", type_=Text()),
+                expires_at=_now("p_expires"),
+            )
+        )
         self.session_delete: Delete = delete(sessions).where(sid)
         self.session_purge: Delete = delete(sessions).where(sessions.c.expires_at <= _now())
 

@@ -193,7 +193,7 @@ class Store:
             "request": check_json(s.request, "session request"),
             "extra": check_json(s.extra, "session extra"),
             "state": s.state,
-            "nonce_used": False,
+            "nonce_used": bool(s.nonce_used),
             "token": s.token,
             "created_at": utc(s.created_at, "created_at"),
             "expires_at": utc(s.expires_at, "expires_at"),
@@ -233,6 +233,37 @@ class Store:
                 if row.state != "attested" or row.token != token:
                     raise SessionStateError(f"session is {row.state} with another token")
         return _session(row)
+
+    def attest_challenge(
+        self, session_id: str, *, nonce: str, token: str, expires_at: datetime, now: datetime
+    ) -> None:
+        """Spend the challenge ``nonce`` of a live ``authed`` session and attest it with
+        ``token`` (valid until ``expires_at``), in one conditional ``UPDATE``: the protocol
+        step of a successful attestation, which succeeds once per session across every
+        process sharing the database.
+
+        Raises:
+            SessionUnknownError: the session is missing or expired.
+            SessionStateError: it is attested already, its challenge was spent, or ``nonce``
+                is not its challenge.
+        """
+        params = {
+            "p_id": session_id,
+            "p_now": utc(now, "now"),
+            "p_nonce": nonce,
+            "p_token": token,
+            "p_expires": utc(expires_at, "expires_at"),
+        }
+        with self._tx("attest_challenge", "one") as conn:
+            if conn.execute(self._q.challenge_attest, params).rowcount == 1:
+                return
+            lookup = {"p_id": session_id, "p_now": params["p_now"]}
+            row = conn.execute(self._q.session_get, lookup).first()
+        if row is None:
+            raise SessionUnknownError("session is unknown or expired")
+        reason = ("attested already" if row.state == "attested" else
+                  "its challenge was spent" if row.nonce_used else "the nonce is not its challenge")
+        raise SessionStateError(f"session cannot be attested: {reason}")
 
     def consume_nonce(self, session_id: str, nonce: str, *, now: datetime) -> bool:
         """Mark the challenge of a live ``authed`` session used. ``True`` exactly once per
@@ -518,6 +549,7 @@ def _session(row: Row[Any]) -> Session:
         expires_at=row.expires_at,
         token=row.token,
         extra=dict(row.extra),
+        nonce_used=bool(row.nonce_used),
     )
 
 

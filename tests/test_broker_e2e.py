@@ -181,6 +181,23 @@ def test_evidence_bound_to_an_old_nonce_is_refused(kbs: RunningBroker) -> None:
     assert "REPORT_DATA" in body["detail"]
 
 
+def test_a_failed_attempt_spends_the_challenge(kbs: RunningBroker) -> None:
+    emu = SnpEmulator()
+    client = _client(kbs, emu)
+    nonce, extra, cookie = client.auth()
+    runtime = client.runtime_data(nonce)
+
+    def attest(report_data: bytes) -> httpx.Response:
+        return httpx.post(f"{kbs.url}/kbs/v0/attest", cookies={"kbs-session-id": cookie}, json={
+            "runtime-data": runtime,
+            "tee-evidence": {"primary_evidence": emu.coco_evidence(report_data),
+                             "additional_evidence": ""}})
+
+    _problem(attest(bytes(64)), 401, "AttestationError")             # not bound: refused
+    body = _problem(attest(client.report_data(nonce, extra)), 401, "AttestationError")
+    assert "already used" in body["detail"]                           # the retry is a replay
+
+
 def test_same_challenge_cannot_attest_twice_with_different_evidence(kbs: RunningBroker) -> None:
     client = _client(kbs)
     nonce, extra, cookie = client.auth()

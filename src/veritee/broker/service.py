@@ -14,6 +14,7 @@ evidence (``additional_evidence`` is hashed into the runtime data already).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -40,7 +41,14 @@ from veritee.broker.metrics import Metrics
 from veritee.collateral import CollateralSource
 from veritee.errors import EvidenceError, UndecidedError, VeriteeError
 from veritee.evidence import Evidence, decode_evidence
-from veritee.store import AuditEvent, AuditWriter, Session, Store, StoreUnavailableError
+from veritee.store import (
+    AuditEvent,
+    AuditWriter,
+    Session,
+    SessionStateError,
+    Store,
+    StoreUnavailableError,
+)
 from veritee.tee import Verifier, get_verifier, tee_names
 
 log = logging.getLogger("veritee.broker")
@@ -123,9 +131,7 @@ class Broker:
         )
         self.store.create_session(session)
         extra_params: Any = ""
-        if hash_algorithm != binding.default_hash_algorithm(tee):
-            extra_params = {"selected-hash-algorithm": hash_algorithm}
-        elif tee == "se":
+        if hash_algorithm != binding.default_hash_algorithm(tee) or tee == "se":
             extra_params = {"selected-hash-algorithm": hash_algorithm}
         return Challenge(session.id, session.expires_at,
                          {"nonce": session.nonce, "extra-params": extra_params})
@@ -142,7 +148,12 @@ class Broker:
         return default
 
     def attest(self, session_id: str | None, request: Mapping[str, Any], *, client: str) -> str:
-        """``POST /kbs/v0/attest``: verify and appraise; return the EAR token."""
+        """``POST /kbs/v0/attest``: verify and appraise; return the EAR token.
+
+        The challenge is spent by the attempt, whatever its outcome: a successful one spends
+        it in the same statement that stores the token (one write per attestation), any
+        other outcome spends it before the error reaches the client.
+        """
         now = self.clock()
         session = self._session(session_id, now)
         if session.state == "attested" and session.token:
@@ -153,12 +164,36 @@ class Broker:
         jwe.public_key_from_jwk(tee_pubkey)  # refuse unusable keys before any work
         primary, additional = _tee_evidence(request.get("tee-evidence"))
         if nonce != session.nonce:
-            self._refuse(session, client, "nonce", "runtime-data.nonce is not this session's challenge")
-        if not self.store.consume_nonce(session.id, nonce, now=now):
+            self._refuse(session, client, "nonce",
+                         "runtime-data.nonce is not this session's challenge")
+        if session.nonce_used:
             self._refuse(session, client, "replay", "this challenge was already used")
-        runtime_data = {"tee-pubkey": dict(tee_pubkey), "nonce": nonce,
-                        "additional-evidence": additional}
-        algorithm = str(session.extra.get("hash_algorithm", binding.default_hash_algorithm(session.tee)))
+        try:
+            token, appraisal, seconds = self._attest(
+                session, request, client=client, now=now, primary=primary,
+                runtime_data={"tee-pubkey": dict(tee_pubkey), "nonce": nonce,
+                              "additional-evidence": additional})
+            self.store.attest_challenge(session.id, nonce=nonce, token=token,
+                                        expires_at=session.expires_at, now=now)
+        except SessionStateError:
+            self._refuse(session, client, "replay", "this challenge was already used")
+        except BaseException:
+            with contextlib.suppress(VeriteeError):
+                self.store.consume_nonce(session.id, nonce, now=now)
+            raise
+        self.metrics.attestation(session.tee, appraisal.status, seconds)
+        self.metrics.policy("attestation", appraisal.status)
+        self._audit("attest", session, client, verdict=appraisal.status,
+                    failed=[c.name for c in appraisal.failed()],
+                    detail={"explanation": appraisal.explain()} if appraisal.failed() else {})
+        return token
+
+    def _attest(self, session: Session, request: Mapping[str, Any], *, client: str,
+                now: datetime, runtime_data: dict[str, Any],
+                primary: Any) -> tuple[str, Appraisal, float]:
+        """Verify, appraise and issue: (token, appraisal, seconds taken)."""
+        default = binding.default_hash_algorithm(session.tee)
+        algorithm = str(session.extra.get("hash_algorithm", default))
         digest = binding.runtime_data_digest(runtime_data, algorithm)
         expected = binding.expected_report_data(session.tee, digest)
         init_data = _init_data(request.get("init-data"))
@@ -170,18 +205,13 @@ class Broker:
                                      else "undecided", time.perf_counter() - started)
             self._audit("refuse", session, client, verdict=exc.status,
                         failed=[type(exc).__name__], detail={"error": exc.detail})
+            detail = f"{type(exc).__name__}: {exc.detail}"
             if isinstance(exc, UndecidedError):
-                raise problems.AttestationUndecided(f"{type(exc).__name__}: {exc.detail}") from exc
-            raise problems.AttestationFailed(f"{type(exc).__name__}: {exc.detail}") from exc
+                raise problems.AttestationUndecided(detail) from exc
+            raise problems.AttestationFailed(detail) from exc
         appraisal = self._appraise(session.tee, claims, runtime_data, init_data, now)
         token = self.issuer.issue({"cpu0": appraisal}, now=now)
-        self.store.attest_session(session.id, token=token, expires_at=session.expires_at, now=now)
-        self.metrics.attestation(session.tee, appraisal.status, time.perf_counter() - started)
-        self.metrics.policy("attestation", appraisal.status)
-        self._audit("attest", session, client, verdict=appraisal.status,
-                    failed=[c.name for c in appraisal.failed()],
-                    detail={"explanation": appraisal.explain()} if appraisal.failed() else {})
-        return token
+        return token, appraisal, time.perf_counter() - started
 
     def resource(self, path: str, *, session_id: str | None, authorization: str | None,
                  client: str) -> dict[str, str]:
@@ -204,7 +234,9 @@ class Broker:
                               detail={"explanation": explanation})
             detail = f"resource policy denies {path}"
             if self.explain_denials:
-                detail += f": {explanation}" + (f"; appraisal: {'; '.join(failed)}" if failed else "")
+                detail += f": {explanation}"
+                if failed:
+                    detail += f"; appraisal: {'; '.join(failed)}"
             raise problems.PolicyDeny(detail)
         data = self.store.get_resource(path)
         if data is None:
@@ -212,7 +244,8 @@ class Broker:
         try:
             sealed = jwe.encrypt(data, tee_pubkey_from_ear(claims))
         except VeriteeError as exc:
-            raise problems.TokenInvalid(f"the token's tee-pubkey cannot receive a JWE: {exc.detail}") from exc
+            raise problems.TokenInvalid(
+                f"the token's tee-pubkey cannot receive a JWE: {exc.detail}") from exc
         self._audit_event("release", client, resource=path, verdict="release", failed=[], detail={})
         return sealed
 
@@ -290,7 +323,8 @@ class Broker:
                     "claims": dict(exc.claims or {})}
         policy = request.get("policy")
         source = _b64_text(policy, "policy") if isinstance(policy, str) else None
-        appraisal = self._appraise(tee, claims, request.get("runtime_data"), None, now, source=source)
+        appraisal = self._appraise(tee, claims, request.get("runtime_data"), None, now,
+                                   source=source)
         return {"verified": True, "status": appraisal.status,
                 "trust_vector": appraisal.trust_vector, "policy_id": appraisal.policy_id,
                 "checks": [{"name": c.name, "held": c.held, "detail": c.detail, "values": c.values}
@@ -304,12 +338,14 @@ class Broker:
             raise problems.SessionInvalid("no kbs-session-id cookie: POST /kbs/v0/auth first")
         session = self.store.get_session(session_id, now=now)
         if session is None:
-            raise problems.SessionInvalid("the session is unknown or has expired: POST /kbs/v0/auth again")
+            raise problems.SessionInvalid(
+                "the session is unknown or has expired: POST /kbs/v0/auth again")
         return session
 
     def _refuse(self, session: Session, client: str, rule: str, detail: str) -> None:
         self.metrics.attestation(session.tee, "rejected", 0.0)
-        self._audit("refuse", session, client, verdict="rejected", failed=[rule], detail={"error": detail})
+        self._audit("refuse", session, client, verdict="rejected", failed=[rule],
+                    detail={"error": detail})
         raise problems.AttestationFailed(detail)
 
     def _verifier(self, tee: str) -> Verifier:
@@ -322,7 +358,8 @@ class Broker:
                     self._verifiers[tee] = verifier
         return verifier
 
-    def _verify(self, tee: str, primary: Any, expected: bytes | None, now: datetime) -> dict[str, Any]:
+    def _verify(self, tee: str, primary: Any, expected: bytes | None,
+                now: datetime) -> dict[str, Any]:
         evidence = _evidence(primary, self.max_evidence_bytes)
         claims = self._verifier(tee).verify(evidence, report_data=expected,
                                             collateral=self.collateral, now=now)
@@ -417,9 +454,10 @@ def _field(obj: Any, name: str, kind: Any) -> Any:
     value = obj.get(name)
     if value is None:
         raise problems.InvalidRequest(f"{name!r} is missing")
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         expected = getattr(kind, "__name__", str(kind))
-        raise problems.InvalidRequest(f"{name!r} must be of type {expected}, got {type(value).__name__}")
+        raise problems.InvalidRequest(
+            f"{name!r} must be of type {expected}, got {type(value).__name__}")
     return value
 
 

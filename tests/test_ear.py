@@ -29,6 +29,7 @@ from veritee.appraisal import (
     EarMalformedError,
     EarNotYetValidError,
     EarSignatureError,
+    EarVerifier,
     load_or_create_signing_key,
     tee_pubkey_from_ear,
     verify_ear,
@@ -99,6 +100,28 @@ def test_round_trip() -> None:
     assert evidence["report_data"] == "00" * 64
     assert evidence["runtime_data_claims"]["tee-pubkey"] == TEE_KEY
     assert tee_pubkey_from_ear(claims) == TEE_KEY
+
+
+def test_tokens_verify_with_joserfc() -> None:
+    """veritee signs and verifies ES256 with cryptography; a JOSE library agrees."""
+    from joserfc import jws
+    from joserfc.jwk import ECKey
+
+    public = ECKey.import_key(JWKS["keys"][0])
+    assert jws.deserialize_compact(TOKEN, public, algorithms=["ES256"]).payload
+    foreign = jws.serialize_compact({"alg": "ES256", "kid": ISSUER.kid},
+                                    json.dumps(claims_at(NOW)), ISSUER._key,
+                                    algorithms=["ES256"])
+    assert verify_ear(foreign, JWKS, now=NOW)["iss"] == "veritee"
+
+
+def test_verifier_keeps_its_keys() -> None:
+    verifier = EarVerifier(JWKS)
+    assert verifier.verify(TOKEN, now=NOW)["iss"] == "veritee"
+    assert verifier.verify(TOKEN, now=NOW)["iss"] == "veritee"
+    assert list(verifier._keys) == [ISSUER.kid]
+    with pytest.raises(EarSignatureError):
+        verifier.verify(OTHER.issue({"cpu0": APPRAISAL}, now=NOW), now=NOW)
 
 
 def test_header() -> None:

@@ -23,10 +23,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc import errors as jose_errors
-from joserfc import jws, jwt
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from joserfc.jwk import ECKey
 
 from veritee.appraisal.errors import (
@@ -85,7 +88,9 @@ class EarIssuer:
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
             raise MisuseError(f"ttl_seconds must be a positive integer, not {ttl_seconds!r}")
         self._key = ECKey.import_key(key)
+        self._private = key
         self.kid = kid or self._key.thumbprint()
+        self._header = _b64(_json({"alg": ALGORITHM, "typ": "JWT", "kid": self.kid}))
         self.issuer = issuer
         self.ttl_seconds = ttl_seconds
         self.verifier_id = {"developer": developer, "build": verifier_build}
@@ -115,9 +120,10 @@ class EarIssuer:
         ``now`` for ``ttl_seconds``. ``extra_annotations`` are merged into every submodule's
         annotated evidence.
         """
-        header = {"alg": ALGORITHM, "typ": "JWT", "kid": self.kid}
         claims = self.claims(submods, now=now, extra_annotations=extra_annotations)
-        return jwt.encode(header, claims, self._key, algorithms=[ALGORITHM])
+        signing_input = f"{self._header}.{_b64(_json(claims))}"
+        r, s = decode_dss_signature(self._private.sign(signing_input.encode("ascii"), _ES256))
+        return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
     def public_jwk(self) -> dict[str, Any]:
         public = self._key.as_dict(private=False)
@@ -160,7 +166,7 @@ def _timestamp(now: datetime) -> int:
 def verify_ear(token: str, jwks: Mapping[str, Any], *, now: datetime,
                leeway: int = 0) -> dict[str, Any]:
     """The claims of ``token`` if it is an ES256 JWT signed by a key in ``jwks`` and valid at
-    ``now`` (± ``leeway`` seconds).
+    ``now`` (± ``leeway`` seconds). A verifier of many tokens keeps an :class:`EarVerifier`.
 
     Raises:
         EarMalformedError: not a compact JWS, bad base64url or JSON, missing or mistyped
@@ -170,23 +176,70 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: datetime,
         EarSignatureError: the signature does not verify.
         EarExpiredError, EarNotYetValidError: outside the validity window.
     """
-    header, payload = _parts(token)
-    if header.get("alg") != ALGORITHM:
-        raise EarAlgorithmError(f"token alg is {header.get('alg')!r}; only {ALGORITHM} is accepted")
-    if "crit" in header:
-        raise EarMalformedError(f"token has critical header parameters {header['crit']!r}")
-    key = _key_for(header.get("kid"), jwks)
+    return EarVerifier(jwks).verify(token, now=now, leeway=leeway)
+
+
+class EarVerifier:
+    """Verifies EAR tokens against one JWKS, keeping each key it has loaded (by ``kid``).
+
+    The signature is checked as RFC 7515 §5.2 and RFC 7518 §3.4 say for ES256: the signing
+    input is the first two segments of the compact token as they are, the signature the
+    64-byte concatenation of R and S.
+    """
+
+    def __init__(self, jwks: Mapping[str, Any]) -> None:
+        keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
+        if not isinstance(keys, list):
+            raise MisuseError('a JWKS is {"keys": [...]}')
+        self._jwks = jwks
+        self._keys: dict[Any, ec.EllipticCurvePublicKey] = {}
+
+    def verify(self, token: str, *, now: datetime, leeway: int = 0) -> dict[str, Any]:
+        """The claims of ``token`` (see :func:`verify_ear`)."""
+        header, payload, signing_input, signature = _parts(token)
+        if header.get("alg") != ALGORITHM:
+            raise EarAlgorithmError(
+                f"token alg is {header.get('alg')!r}; only {ALGORITHM} is accepted")
+        if "crit" in header:
+            raise EarMalformedError(f"token has critical header parameters {header['crit']!r}")
+        kid = header.get("kid")
+        key = self._key(kid)
+        if len(signature) != 64 or not _verifies(key, signature, signing_input):
+            raise EarSignatureError(f"token signature does not verify under key {kid!r}")
+        claims = _json_object(payload, "payload")
+        _check_times(claims, now, leeway)
+        _check_submods(claims)
+        return claims
+
+    def _key(self, kid: Any) -> ec.EllipticCurvePublicKey:
+        try:
+            return self._keys[kid]
+        except (KeyError, TypeError):
+            pass
+        key = _key_for(kid, self._jwks)
+        if isinstance(kid, str | None):
+            self._keys[kid] = key
+        return key
+
+
+_ES256: Final = ec.ECDSA(hashes.SHA256())
+
+
+def _verifies(key: ec.EllipticCurvePublicKey, signature: bytes, signed: bytes) -> bool:
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     try:
-        jws.deserialize_compact(token, key, algorithms=[ALGORITHM])
-    except jose_errors.BadSignatureError:
-        raise EarSignatureError(
-            f"token signature does not verify under key {header.get('kid')!r}") from None
-    except (jose_errors.JoseError, ValueError) as exc:
-        raise EarMalformedError(f"token is not a valid JWS: {exc}") from None
-    claims = _json_object(payload, "payload")
-    _check_times(claims, now, leeway)
-    _check_submods(claims)
-    return claims
+        key.verify(encode_dss_signature(r, s), signed, _ES256)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
 def tee_pubkey_from_ear(claims: Mapping[str, Any]) -> dict[str, Any]:
@@ -209,7 +262,8 @@ def tee_pubkey_from_ear(claims: Mapping[str, Any]) -> dict[str, Any]:
     return dict(key)
 
 
-def _parts(token: Any) -> tuple[dict[str, Any], bytes]:
+def _parts(token: Any) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+    """(header, payload bytes, signing input, signature bytes) of a compact JWS."""
     if isinstance(token, bytes):
         try:
             token = token.decode("ascii")
@@ -220,10 +274,11 @@ def _parts(token: Any) -> tuple[dict[str, Any], bytes]:
     parts = token.split(".")
     if len(parts) != 3:
         raise EarMalformedError(f"token has {len(parts)} dot-separated parts, not 3 (compact JWS)")
-    header_bytes, payload, _ = (_b64url(part, what)
-                                for part, what in zip(parts, ("header", "payload", "signature"),
-                                                      strict=True))
-    return _json_object(header_bytes, "header"), payload
+    header_bytes, payload, signature = (_b64url(part, what)
+                                        for part, what in zip(parts, ("header", "payload",
+                                                                      "signature"), strict=True))
+    signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+    return _json_object(header_bytes, "header"), payload, signing_input, signature
 
 
 def _b64url(part: str, what: str) -> bytes:
@@ -246,7 +301,7 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _key_for(kid: Any, jwks: Mapping[str, Any]) -> ECKey:
+def _key_for(kid: Any, jwks: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
     keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
     if not isinstance(keys, list):
         raise MisuseError('a JWKS is {"keys": [...]}')
@@ -260,8 +315,11 @@ def _key_for(kid: Any, jwks: Mapping[str, Any]) -> ECKey:
             ALGORITHM) or jwk.get("use", "sig") != "sig" or "d" in jwk:
         raise EarKeyError(f"key {kid!r} is not a public P-256 ES256 signing key")
     try:
-        return ECKey.import_key(dict(jwk))
-    except (jose_errors.JoseError, ValueError, TypeError) as exc:
+        x, y = (_b64url(str(jwk[name]), f"key {name}") for name in ("x", "y"))
+        if len(x) != 32 or len(y) != 32:
+            raise ValueError("P-256 coordinates are 32 bytes")
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
+    except (EarMalformedError, KeyError, ValueError) as exc:
         raise EarKeyError(f"key {kid!r} does not import: {exc}") from None
 
 
@@ -351,6 +409,7 @@ __all__ = [
     "EAR_PROFILE",
     "EarError",
     "EarIssuer",
+    "EarVerifier",
     "load_or_create_signing_key",
     "tee_pubkey_from_ear",
     "verify_ear",

@@ -35,7 +35,7 @@ from veritee.appraisal import (
     PolicyEngine,
     default_attestation_policy,
 )
-from veritee.appraisal.ear import EarIssuer, tee_pubkey_from_ear, verify_ear
+from veritee.appraisal.ear import EarIssuer, EarVerifier, tee_pubkey_from_ear
 from veritee.broker import jwe, problems
 from veritee.broker.metrics import Metrics
 from veritee.collateral import CollateralSource
@@ -91,10 +91,12 @@ class Broker:
     _verifiers: dict[str, Verifier] = field(default_factory=dict)
     _cache: dict[str, _Cached] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _tokens: EarVerifier = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.audit is None:
             self.audit = AuditWriter(self.store, interval=0)
+        self._tokens = EarVerifier(self.issuer.jwks())
 
     def close(self) -> None:
         """Write pending audit events, then close the store."""
@@ -219,7 +221,7 @@ class Broker:
         now = self.clock()
         token = self._token(session_id, authorization, now)
         try:
-            claims = verify_ear(token, self.issuer.jwks(), now=now)
+            claims = self._tokens.verify(token, now=now)
         except VeriteeError as exc:
             raise problems.TokenInvalid(f"{type(exc).__name__}: {exc.detail}") from exc
         segments = path.split("/")

@@ -61,8 +61,11 @@ RETRY_CASES: list[tuple[str, list[httpx.Response | Exception], int, bytes | type
                                 httpx.Response(200, content=b"ok")], 4, b"ok"),
     ("429 forever", [httpx.Response(429)], 4, CollateralUnavailableError),
     ("503 forever", [httpx.Response(503)], 4, CollateralUnavailableError),
-    ("connection refused, then 200", [httpx.ConnectError("refused"),
-                                      httpx.Response(200, content=b"ok")], 2, b"ok"),
+    ("connection refused is not retried", [httpx.ConnectError("refused"),
+                                           httpx.Response(200, content=b"ok")], 1,
+     CollateralUnavailableError),
+    ("dropped read, then 200", [httpx.ReadError("reset"),
+                                httpx.Response(200, content=b"ok")], 2, b"ok"),
     ("timeouts forever", [httpx.ReadTimeout("slow")], 4, CollateralUnavailableError),
 ]
 

@@ -37,7 +37,9 @@ class Fetcher(Protocol):
 
 @dataclass
 class HttpFetcher:
-    """GET over httpx with timeouts, bounded bodies and retries with backoff on 429/5xx."""
+    """GET over httpx with timeouts, bounded bodies and retries with backoff on 429/5xx and
+    on dropped connections. A host that cannot be resolved or connected to is not retried:
+    that is a closed or missing network, and waiting would only delay the verdict."""
 
     timeout: float = 10.0
     retries: int = 3
@@ -54,6 +56,9 @@ class HttpFetcher:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
                 response = self._get_once(url)
+            except httpx.ConnectError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                break
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 continue
@@ -61,7 +66,7 @@ class HttpFetcher:
                 return response
             last = f"HTTP {response.status}"
         raise CollateralUnavailableError(
-            f"GET {url} failed after {self.retries + 1} attempts ({last})"
+            f"GET {url} failed after {attempt + 1} attempt{'s' if attempt else ''} ({last})"
         )
 
     def _get_once(self, url: str) -> Response:

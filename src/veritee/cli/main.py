@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "veritee.cli.attest",
     "veritee.cli.policy",
     "veritee.cli.admin",
+    "veritee.cli.collateral",
     "veritee.cli.demo",
     "veritee.cli.bench",
 )

@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 
 from veritee.bench import broker as bench_broker
 from veritee.cli.main import app
+from veritee.collateral import CollateralSource
+from veritee.evidence import decode_evidence
+from veritee.tee import get_verifier
 
 CONTRACT_KEYS = {"benchmark", "ops_per_s", "floor", "ratio_to_floor", "peer", "ratio_to_peer",
                  "threads", "seconds"}
@@ -31,8 +34,12 @@ def test_broker_json_shape() -> None:
     assert out["workers"] == os.cpu_count()
     levels = [out[f"concurrency_{c}"] for c in bench_broker.CONCURRENCY]
     for level in levels:
-        assert set(level) == {"flows_per_s", "p50_ms", "p99_ms", "flows"}
+        assert set(level) == {"flows_per_s", "p50_ms", "p99_ms", "flows",
+                              "broker_cpu_ms_per_flow", "client_cpu_ms_per_flow"}
         assert level["flows"] > 0 and level["p50_ms"] <= level["p99_ms"]
+        assert isinstance(level["client_cpu_ms_per_flow"], float)
+        assert level["broker_cpu_ms_per_flow"] is None or isinstance(
+            level["broker_cpu_ms_per_flow"], float)
     assert out["best_concurrency"] in bench_broker.CONCURRENCY
     assert out["ops_per_s"] == max(level["flows_per_s"] for level in levels)
 
@@ -62,3 +69,18 @@ def test_one_flow_releases_the_secret() -> None:
         level = asyncio.run(bench_broker.run_level(served.url, bench_broker.Guest(), 2, 0.2))
     assert level.flows >= 2
     assert not _alive(served.pid)
+
+
+def test_guest_reports_are_the_emulator_reports() -> None:
+    guest = bench_broker.Guest()
+    report_data = bytes(range(64))
+    fast, slow = guest.report(report_data), guest.emulator.report(report_data)
+    signature = slice(0x2A0, 0x2A0 + 144)
+    assert len(fast) == len(slow) == 0x4A0
+    assert fast[:signature.start] == slow[:signature.start]
+    assert fast[signature.stop:] == slow[signature.stop:]
+    verifier = get_verifier("snp", trust_emulated=True)
+    evidence = decode_evidence(fast + guest.emulator.cert_table())
+    claims = verifier.verify(evidence, report_data=report_data, collateral=CollateralSource(),
+                             now=guest.emulator.now).to_dict()
+    assert claims["report_data"] == report_data.hex()

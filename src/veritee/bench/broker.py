@@ -20,7 +20,8 @@ run, in slices between the load phases, while the broker is idle. ``ratio_to_flo
 best flows/s over that ceiling: how much of the machine's verification capacity survives
 HTTP, the store, appraisal, tokens and the JWE. The load client shares the machine's cores
 with the broker, so the ratio counts the guests' own work (signing reports, decrypting)
-against the broker.
+against the broker; each level therefore also reports the CPU time per flow of the broker's
+processes and of the guests (from /proc, on Linux), which stays meaningful on a busy machine.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -46,8 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
@@ -59,6 +62,7 @@ from veritee.broker.config import Config, ServerConfig, VerificationConfig
 from veritee.broker.jwe import concat_kdf
 from veritee.broker.server import run
 from veritee.errors import MisuseError
+from veritee.tee.snp.layout import SIGNED_SIZE
 from veritee.testing.snp import DEFAULT_MEASUREMENT, SnpEmulator
 
 CONCURRENCY = (1, 8, 32)
@@ -233,20 +237,43 @@ def _expect(response: httpx.Response, what: str) -> httpx.Response:
 # -- the guests ------------------------------------------------------------------------------------
 
 
+#: ATTESTATION_REPORT.REPORT_DATA (SEV-SNP ABI Table 23; tee/snp/layout.py's field table).
+REPORT_DATA = slice(0x50, 0x90)
+
+
 @dataclass
 class Guest:
-    """The emulated SNP guest side of the flows (one emulated machine, fresh keys per flow)."""
+    """The emulated SNP guest side of the flows (one emulated machine, fresh keys per flow).
+
+    Like the PSP, it signs one report per request: the emulator's report with the request's
+    REPORT_DATA, signed with the emulated VCEK (ECDSA P-384, the signature little-endian
+    R and S of 72 bytes each, Table 134); the rest of the report is built once.
+    """
 
     emulator: SnpEmulator = field(default_factory=SnpEmulator)
 
     def __post_init__(self) -> None:
         self._auxblob = base64.urlsafe_b64encode(self.emulator.cert_table()).decode()
+        self._template = self.emulator.report(bytes(64))
+        self._key = self.emulator.vek_key
+
+    def report(self, report_data: bytes) -> bytes:
+        """The emulator's signed report for ``report_data`` (64 bytes)."""
+        if len(report_data) != 64:
+            raise BrokerBenchError("report_data must be 64 bytes")
+        template = self._template
+        signed = template[:REPORT_DATA.start] + report_data + template[REPORT_DATA.stop:SIGNED_SIZE]
+        r, s = decode_dss_signature(self._key.sign(signed, _ECDSA_SHA384))
+        return (signed + r.to_bytes(72, "little") + s.to_bytes(72, "little")
+                + template[SIGNED_SIZE + 144:])
 
     def evidence(self, report_data: bytes) -> dict[str, str]:
         """configfs-tsm evidence: a freshly signed report and the certificate table."""
-        report = self.emulator.report(report_data)
-        return {"outblob": base64.urlsafe_b64encode(report).decode(), "auxblob": self._auxblob,
-                "provider": "sev_guest\n"}
+        return {"outblob": base64.urlsafe_b64encode(self.report(report_data)).decode(),
+                "auxblob": self._auxblob, "provider": "sev_guest\n"}
+
+
+_ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
 
 
 async def flow(client: httpx.AsyncClient, guest: Guest) -> float:
@@ -312,6 +339,10 @@ class Level:
     flows: int
     elapsed: float
     latencies: tuple[float, ...]
+    broker_cpu: float | None = None
+    """CPU seconds the broker's processes used during the level (None: not measurable)."""
+    client_cpu: float | None = None
+    """CPU seconds this process (the guests) used during the level."""
 
     @property
     def flows_per_s(self) -> float:
@@ -324,10 +355,47 @@ class Level:
             return 0.0
         return 1000 * ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
+    def cpu_ms_per_flow(self, seconds: float | None) -> float | None:
+        return None if seconds is None or not self.flows else round(
+            1000 * seconds / self.flows, 3)
+
     def to_dict(self) -> dict[str, Any]:
         return {"flows_per_s": round(self.flows_per_s, 1),
                 "p50_ms": round(self.percentile_ms(0.5), 2),
-                "p99_ms": round(self.percentile_ms(0.99), 2), "flows": self.flows}
+                "p99_ms": round(self.percentile_ms(0.99), 2), "flows": self.flows,
+                "broker_cpu_ms_per_flow": self.cpu_ms_per_flow(self.broker_cpu),
+                "client_cpu_ms_per_flow": self.cpu_ms_per_flow(self.client_cpu)}
+
+
+def group_cpu_seconds(group: int) -> float | None:
+    """CPU seconds (user + system) used so far by the live processes of process group
+    ``group``, from Linux's /proc; None where there is no /proc."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    ticks = 0
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group:          # proc(5): pgrp, then utime and stime
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def measure_level(broker: ServedBroker, guest: Guest, concurrency: int,
+                        seconds: float) -> Level:
+    """:func:`run_level` with the CPU time the broker and the guests used."""
+    broker_before, client_before = group_cpu_seconds(broker.pid), time.process_time()
+    level = await run_level(broker.url, guest, concurrency, seconds)
+    broker_after, client_after = group_cpu_seconds(broker.pid), time.process_time()
+    used = (None if broker_before is None or broker_after is None
+            else broker_after - broker_before)
+    return dataclasses.replace(level, broker_cpu=used, client_cpu=client_after - client_before)
 
 
 class LoopbackTransport(httpx.AsyncBaseTransport):
@@ -428,7 +496,7 @@ class BrokerBenchmark:
                                          CEILING_THREADS)
                 ceiling_ops, ceiling_time = ceiling_ops + count, ceiling_time + took
                 settings.advance(f"ceiling, {CEILING_THREADS} threads", took)
-                level = asyncio.run(run_level(broker.url, guest, concurrency, settings.seconds))
+                level = asyncio.run(measure_level(broker, guest, concurrency, settings.seconds))
                 levels.append(level)
                 settings.advance(f"concurrency {concurrency}", level.elapsed)
         return _result(self.name, settings, levels, ceiling_ops / ceiling_time, workers)

@@ -141,3 +141,109 @@ def test_resource_decision_to_dict(engine: PolicyEngine) -> None:
     assert out["path"] == PATH
     failing = [c for c in out["checks"] if not c["held"]]
     assert failing[0]["values"] == {"actual": "warning", "expected": "affirming"}
+
+
+# -- one bundle for every path: the request read from the input ----------------------------
+
+PATH_POLICIES = {
+    "dotted and indexed": """package policy
+import rego.v1
+default allow := false
+allow if {
+    data.plugin == "resource"
+    data["resource-path"][0] == "team-a"
+    data["resource-path"][2] == input.submods.cpu0.tag
+}
+""",
+    "bracketed plugin, own rules": """package policy
+import rego.v1
+default allow := false
+repo := data["resource-path"][0]
+allow if {
+    data["plugin"] == "resource"
+    data.policy.repo == "team-a"
+    every _, s in input.submods { s["ear.status"] == "affirming" }
+}
+""",
+    "query is undefined": """package policy
+import rego.v1
+default allow := false
+allow if not data.query
+""",
+    "data imported": """package policy
+import rego.v1
+import data.plugin
+default allow := false
+allow if {
+    plugin == "resource"
+    data["resource-path"] == ["team-a", "key", "disk"]
+}
+""",
+}
+ROUTES = [["team-a", "key", "disk"], ["team-a", "key", "other"], ["team-b", "key", "disk"]]
+TOKENS = [token("affirming") | {"submods": {"cpu0": {"ear.status": "affirming", "tag": "disk"}}},
+          token("warning")]
+
+
+@pytest.mark.parametrize("name", PATH_POLICIES)
+def test_rewritten_policies_decide_as_written(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rewriting, as_written = PolicyEngine(), PolicyEngine()
+    monkeypatch.setattr(as_written, "_request_rewrite", lambda policy: None)
+    for route in ROUTES:
+        for claims in TOKENS:
+            got = rewriting.allow_resource(policy=PATH_POLICIES[name], ear_claims=claims,
+                                           path=route)
+            want = as_written.allow_resource(policy=PATH_POLICIES[name], ear_claims=claims,
+                                             path=route)
+            assert repr(got) == repr(want), (route, claims)
+
+
+def test_a_rewritten_policy_is_built_once_for_every_path() -> None:
+    engine = PolicyEngine()
+    policy = PATH_POLICIES["dotted and indexed"]
+    for index in range(20):
+        engine.allow_resource(policy=policy, ear_claims=TOKENS[0], path=["team-a", "k", str(index)])
+    assert len(engine._cache) == 1
+    imported = PATH_POLICIES["data imported"]
+    assert engine.allow_resource(policy=imported, ear_claims=TOKENS[0],
+                                 path=["team-a", "key", "disk"]).allow
+    assert not engine.allow_resource(policy=imported, ear_claims=TOKENS[0],
+                                     path=["team-a", "key", "d"]).allow
+    assert len(engine._cache) == 2
+
+
+def test_a_policy_that_cannot_be_rewritten_is_built_per_path(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = PolicyEngine()
+    monkeypatch.setattr(engine, "_request_rewrite", lambda policy: None)
+    policy = PATH_POLICIES["dotted and indexed"]
+    for index in range(3):
+        engine.allow_resource(policy=policy, ear_claims=TOKENS[0], path=["team-a", "k", str(index)])
+    assert len(engine._cache) == 3
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ('allow if data.plugin == "resource"',
+     'allow if input.veritee_request["plugin"] == "resource"'),
+    ('allow if data [ "query" ]', None),
+    ('allow if data [x]', None),
+    ("x := data", None),
+    ('allow if data["resource-path"][0] == input["a"]',
+     'allow if input.veritee_request["resource-path"][0] == input.veritee_claims["a"]'),
+    ("allow if data.policy.x == input.data", "allow if data.policy.x == input.veritee_claims.data"),
+    ('# data and input in a comment\nallow if "data" == "input"',
+     '# data and input in a comment\nallow if "data" == "input"'),
+    ("import input.submods as s\nallow if s",
+     "import input.veritee_claims.submods as s\nallow if s"),
+])
+def test_request_rewrite(source: str, expected: str | None) -> None:
+    from veritee.appraisal.rego import request_rewrite
+
+    assert request_rewrite(source) == expected
+
+
+def test_compile_errors_point_into_the_policy_as_written(engine: PolicyEngine) -> None:
+    policy = 'package policy\nimport rego.v1\nallow if { data.plugin == "resource" \n'
+    with pytest.raises(PolicyError) as info:
+        engine.allow_resource(policy=policy, ear_claims={}, path=PATH)
+    assert "veritee_request" not in str(info.value)

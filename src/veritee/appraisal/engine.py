@@ -13,12 +13,15 @@ the trust vector, the rules' defaults and the inputs their bodies read.
 
 Resource policies: input = the verified EAR claims; data = ``{"plugin": "resource",
 "resource-path": [repository, type, tag]}``; output ``allow`` (anything but ``true``
-denies) and optional ``checks``.
+denies) and optional ``checks``. A policy that reads ``data`` only through those names is
+rewritten to read them from its input (:func:`veritee.appraisal.rego.request_rewrite`), so
+one compiled bundle serves every resource path.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -52,7 +55,10 @@ class PolicyEngine:
     Compiled policies are cached by (kind, policy id, SHA-256 of the source, SHA-256 of the
     data document) in an LRU of ``max_compiled`` entries. The data document is part of the
     key because regopy bakes it into the compiled bundle (see :mod:`veritee.appraisal.rego`):
-    a new reference-value set, or a new resource path, means one more build (≈7 ms).
+    a new reference-value set means one more build (≈7 ms); so does a new resource path for
+    a resource policy that reads ``data`` in a way :func:`~veritee.appraisal.rego.
+    request_rewrite` cannot rewrite. The shipped default policies run natively
+    (:mod:`veritee.appraisal.native`).
     """
 
     def __init__(self, *, max_compiled: int = 256, native: bool = True) -> None:
@@ -61,6 +67,8 @@ class PolicyEngine:
         self._cache: rego.PolicyCache[rego.CompiledPolicy | NativePolicy] = rego.PolicyCache(
             max_compiled)
         self.native = native
+        self._rewrites: dict[str, str | None] = {}
+        self._lock = threading.Lock()
 
     # -- attestation ---------------------------------------------------------------------------
 
@@ -128,12 +136,10 @@ class PolicyEngine:
         if not isinstance(ear_claims, Mapping):
             raise MisuseError(f"EAR claims are a {type(ear_claims).__name__}, not a mapping")
         route = tuple(path)
-        data = {"plugin": "resource", "resource-path": list(route)}
-        compiled = self._compiled("resource", policy_id, policy, data)
+        compiled, outputs = self._resource_outputs(policy_id, policy, ear_claims, route)
         if compiled.text.unsafe:
             log.warning("resource policy %r is marked unsafe; evaluating it for %s",
                         policy_id, "/".join(route))
-        outputs = compiled.evaluate(ear_claims)
         allow = outputs.get("allow") if isinstance(outputs, Mapping) else None
         if not isinstance(allow, bool):
             log.warning("resource policy %r set allow to %r, not a boolean: denied",
@@ -146,6 +152,39 @@ class PolicyEngine:
             values={"actual": allow, "expected": True}))
         return Decision(allow=allow is True, checks=tuple(checks), policy_id=policy_id,
                         path=route)
+
+    def _resource_outputs(self, policy_id: str, policy: str, ear_claims: Mapping[str, Any],
+                          route: tuple[str, ...]) -> tuple[rego.CompiledPolicy | NativePolicy,
+                                                           Any]:
+        """Evaluate a resource policy: natively, or on one bundle for every path when it can
+        be rewritten to read the request from its input (:func:`rego.request_rewrite`), or
+        on a bundle built for this path."""
+        data = {"plugin": "resource", "resource-path": list(route)}
+        shipped = self.native and isinstance(policy, str) and native_for("resource", policy)
+        rewritten = None if shipped else self._request_rewrite(policy)
+        if rewritten is not None:
+            try:
+                compiled = self._compiled("resource", policy_id, rewritten, {})
+            except PolicyError:
+                pass            # compiled below, as written, for the error's true position
+            else:
+                return compiled, compiled.evaluate({rego.CLAIMS_KEY: ear_claims,
+                                                    rego.REQUEST_KEY: data})
+        compiled = self._compiled("resource", policy_id, policy, data)
+        return compiled, compiled.evaluate(ear_claims)
+
+    def _request_rewrite(self, policy: Any) -> str | None:
+        if not isinstance(policy, str):
+            return None
+        with self._lock:
+            if policy in self._rewrites:
+                return self._rewrites[policy]
+        rewritten = rego.request_rewrite(policy)
+        with self._lock:
+            if len(self._rewrites) >= self._cache.max_entries:
+                self._rewrites.clear()
+            self._rewrites[policy] = rewritten
+        return rewritten
 
     # -- compiling -----------------------------------------------------------------------------
 

@@ -326,6 +326,8 @@ def test_health_and_metrics(kbs: RunningBroker) -> None:
     text = httpx.get(f"{kbs.url}/metrics").text
     assert "veritee_http_requests_total" in text
     assert 'veritee_attestations_total{outcome="affirming",tee="snp"}' in text
+    assert "veritee_audit_events_pending " in text
+    assert "veritee_audit_events_dropped 0.0" in text
 
 
 def test_audit_log_records_attestations_and_releases(kbs: RunningBroker) -> None:

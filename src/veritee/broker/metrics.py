@@ -7,6 +7,7 @@ worker or run one process per container.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -29,12 +30,20 @@ class Metrics:
         self.latency = Histogram("veritee_http_request_duration_seconds", "HTTP request latency",
                                  ["route"], buckets=_LATENCY_BUCKETS, registry=r)
         self.attestations = Counter("veritee_attestations_total",
-                                    "Attestations by TEE and outcome", ["tee", "outcome"], registry=r)
+                                    "Attestations by TEE and outcome", ["tee", "outcome"],
+                                    registry=r)
         self.verify_latency = Histogram("veritee_attestation_duration_seconds",
                                         "Verification and appraisal time", ["tee"],
                                         buckets=_LATENCY_BUCKETS, registry=r)
         self.decisions = Counter("veritee_policy_decisions_total", "Policy decisions",
                                  ["kind", "outcome"], registry=r)
+
+    def watch_audit(self, pending: Callable[[], float], dropped: Callable[[], float]) -> None:
+        """Export the audit writer's backlog and losses (veritee.store.audit)."""
+        Gauge("veritee_audit_events_pending", "Audit events not written to the store yet",
+              registry=self.registry).set_function(pending)
+        Gauge("veritee_audit_events_dropped", "Audit events dropped since the start because "
+              "the store could not take them", registry=self.registry).set_function(dropped)
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -96,6 +96,8 @@ class Broker:
     def __post_init__(self) -> None:
         if self.audit is None:
             self.audit = AuditWriter(self.store, interval=0)
+        audit = self.audit
+        self.metrics.watch_audit(lambda: audit.pending, lambda: audit.dropped)
         self._tokens = EarVerifier(self.issuer.jwks())
 
     def close(self) -> None:

@@ -405,12 +405,16 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
     the project machine — more than the broker spends on some requests — and the load
     client shares the cores with the broker. This transport writes the request and reads a
     ``Content-Length`` response straight from an asyncio stream (≈0.1 ms), so the figures
-    measure the broker rather than the client. Requests and responses are still httpx's.
+    measure the broker rather than the client. It also keeps the guest's cookies (the KBS
+    session cookie) itself, name and value, as the KBS client of guest-components does:
+    httpx's cookie jar (``http.cookiejar``) costs about as much again. Requests and responses
+    are still httpx's.
     """
 
     def __init__(self, host: str, port: int) -> None:
         self._address = (host, port)
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._cookies: dict[str, str] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._stream is None:
@@ -419,6 +423,8 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         lines = [f"{request.method} {request.url.raw_path.decode('ascii')} HTTP/1.1"]
         lines += [f"{name}: {value}" for name, value in request.headers.items()]
+        if self._cookies and "cookie" not in request.headers:
+            lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in self._cookies.items()))
         writer.write("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
         status, headers = _head(await reader.readuntil(b"\r\n\r\n"))
         length = next((int(v) for k, v in headers if k.lower() == "content-length"), None)
@@ -428,7 +434,19 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
         if any(k.lower() == "connection" and v.lower() == "close" for k, v in
                [*headers, *request.headers.items()]):
             await self.aclose()
-        return httpx.Response(status, headers=headers, content=content, request=request)
+        return httpx.Response(status, headers=self._keep_cookies(headers), content=content,
+                              request=request)
+
+    def _keep_cookies(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``headers`` without Set-Cookie, whose name=value pairs this guest keeps."""
+        kept = []
+        for name, value in headers:
+            if name.lower() == "set-cookie":
+                cookie, _, cookie_value = value.split(";", 1)[0].partition("=")
+                self._cookies[cookie.strip()] = cookie_value.strip()
+            else:
+                kept.append((name, value))
+        return kept
 
     async def aclose(self) -> None:
         if self._stream is not None:

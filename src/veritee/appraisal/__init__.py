@@ -2,6 +2,10 @@
 
 * :class:`PolicyEngine` evaluates attestation policies (claims → AR4SI trust vector, with an
   explanation of every rule) and resource policies (EAR claims + path → release or not).
+  Policies are Rego, run by regopy (rego-cpp). The built-in policies (the default SEV-SNP
+  attestation policy and the default resource policy) also have a native evaluator,
+  equivalence-tested against their Rego source and used only when the policy text is
+  exactly the shipped one (:mod:`veritee.appraisal.native`).
 * :mod:`veritee.appraisal.ear` signs and verifies EAR tokens (ES256).
 * :mod:`veritee.appraisal.reference` models and parses reference values.
 

@@ -28,7 +28,8 @@ SECRET = b"disk key: correct horse battery staple"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def kbs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+def kbs(request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
     tmp = tmp_path_factory.mktemp(f"broker-{request.param}")
     with running_broker(tmp, request.param) as running:
         _provision(running)
@@ -63,9 +64,10 @@ def _close_clients() -> Iterator[None]:
         _CLIENTS.pop().close()
 
 
-def _client(kbs: RunningBroker, emulator: SnpEmulator | None = None, key: TeeKey | None = None) -> KbsClient:
+def _client(kbs: RunningBroker, emulator: SnpEmulator | None = None,
+            key: TeeKey | None = None) -> KbsClient:
     emu = emulator or SnpEmulator()
-    client = KbsClient(kbs.url, "snp", lambda rd: emu.coco_evidence(rd), key=key or TeeKey())
+    client = KbsClient(kbs.url, "snp", emu.coco_evidence, key=key or TeeKey())
     _CLIENTS.append(client)
     return client
 
@@ -125,7 +127,8 @@ def test_jwe_decrypts_through_a_second_path(kbs: RunningBroker) -> None:
     peer = ec.EllipticCurvePublicKey.from_encoded_point(
         ec.SECP256R1(), b"\x04" + b64url_decode(epk["x"]) + b64url_decode(epk["y"]))
     shared = key.private.exchange(ec.ECDH(), peer)
-    cek = aes_key_unwrap(concat_kdf(shared, "ECDH-ES+A256KW", 256), b64url_decode(sealed["encrypted_key"]))
+    cek = aes_key_unwrap(concat_kdf(shared, "ECDH-ES+A256KW", 256),
+                         b64url_decode(sealed["encrypted_key"]))
     plain = AESGCM(cek).decrypt(b64url_decode(sealed["iv"]),
                                 b64url_decode(sealed["ciphertext"]) + b64url_decode(sealed["tag"]),
                                 sealed["protected"].encode())
@@ -264,7 +267,8 @@ def test_foreign_signed_token_is_refused(kbs: RunningBroker) -> None:
                                                serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
     forged = jwt.encode(header, payload, key, algorithms=["ES256"])
-    r = httpx.get(f"{kbs.url}/kbs/v0/resource/{path}", headers={"Authorization": f"Bearer {forged}"})
+    r = httpx.get(f"{kbs.url}/kbs/v0/resource/{path}",
+                  headers={"Authorization": f"Bearer {forged}"})
     _problem(r, 401, "TokenVerifierError")
 
 
@@ -276,7 +280,7 @@ def test_missing_resource_is_404(kbs: RunningBroker) -> None:
     _problem(r, 404, "ResourceNotFound")
 
 
-# -- protocol shapes ---------------------------------------------------------------------------------
+# -- protocol shapes -------------------------------------------------------------------------------
 
 
 def test_auth_challenge_shape(kbs: RunningBroker) -> None:
@@ -340,7 +344,7 @@ def test_audit_log_records_attestations_and_releases(kbs: RunningBroker) -> None
     assert any(e["kind"] == "attest" and e["verdict"] == "affirming" for e in events)
 
 
-# -- admin authentication ----------------------------------------------------------------------------
+# -- admin authentication --------------------------------------------------------------------------
 
 
 ADMIN_CALLS = [
@@ -358,13 +362,15 @@ ADMIN_CALLS = [
 
 
 @pytest.mark.parametrize(("method", "path", "kw"), ADMIN_CALLS)
-def test_admin_refuses_without_a_token(kbs: RunningBroker, method: str, path: str, kw: dict[str, Any]) -> None:
+def test_admin_refuses_without_a_token(kbs: RunningBroker, method: str, path: str,
+                                       kw: dict[str, Any]) -> None:
     r = httpx.request(method, kbs.url + path, **kw)
     _problem(r, 401, "AdminAuthAccess")
 
 
 @pytest.mark.parametrize(("method", "path", "kw"), ADMIN_CALLS)
-def test_admin_refuses_a_wrong_role(kbs: RunningBroker, method: str, path: str, kw: dict[str, Any]) -> None:
+def test_admin_refuses_a_wrong_role(kbs: RunningBroker, method: str, path: str,
+                                    kw: dict[str, Any]) -> None:
     token = kbs.admin_token(role="auditor")
     r = httpx.request(method, kbs.url + path, headers={"Authorization": f"Bearer {token}"}, **kw)
     _problem(r, 403, "AdminAuthAccess")

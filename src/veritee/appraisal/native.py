@@ -11,13 +11,13 @@ The rules:
 
 * A native evaluator is used only when the policy text is *exactly* the shipped text
   (:func:`native_for`); any other policy, including an edited copy, runs in regopy.
-* It works on a domain where its result is proven equal to rego-cpp's: a document regopy
-  passes unchanged (:func:`acceptable`), and read values of plain types — strings of
-  printable ASCII without quotes or backslashes, integers within 64 bits, booleans, null,
-  lists. Outside that domain (a float, a non-ASCII string, a submodule that is not an
-  object, ...) it declines and the policy runs in regopy, so a corner of Rego semantics
-  (Unicode ``lower``, mixed-type comparison, set ordering of unusual values) is never
-  re-implemented by guesswork.
+* It works on a domain where its result is the same as rego-cpp's by construction and by
+  test: a document regopy passes unchanged (:func:`acceptable`), and read values of plain
+  types — strings of printable ASCII without quotes or backslashes, integers within 64 bits,
+  booleans, null, lists. Outside that domain (a float, a non-ASCII string, a submodule
+  that is not an object, ...) it declines and the policy runs in regopy, so a corner of
+  Rego semantics (Unicode ``lower``, mixed-type comparison, set ordering of unusual values)
+  is never re-implemented by guesswork.
 * ``tests/test_policy_native.py`` checks equality of the outputs and of the whole
   :class:`~veritee.appraisal.result.Appraisal`/``Decision`` against regopy on generated
   claim sets and token claim sets (hypothesis), and the policy tests run on both paths.
@@ -41,7 +41,7 @@ _MAX_DEPTH: Final = 32          # rego._MAX_PLAIN_DEPTH
 
 
 class _Decline(Exception):
-    """The input is outside the evaluator's proven domain: evaluate in regopy."""
+    """The input is outside the evaluator's domain: evaluate in regopy."""
 
 
 Evaluator = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]

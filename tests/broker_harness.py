@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ class Clock:
     offset: timedelta = field(default_factory=timedelta)
 
     def __call__(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
+        return datetime.now(UTC) + self.offset
 
 
 @dataclass
@@ -42,7 +42,7 @@ class RunningBroker:
     admin_key: Any
 
     def admin_token(self, role: str = "admin", **kw: Any) -> str:
-        return mint_admin_token(self.admin_key, role=role, now=datetime.now(timezone.utc), **kw)
+        return mint_admin_token(self.admin_key, role=role, now=datetime.now(UTC), **kw)
 
     def admin(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.admin_token()}"}
@@ -73,7 +73,8 @@ def _fresh_schema(url: str) -> str:
 
 
 @contextmanager
-def running_broker(tmp: Path, store: str = "sqlite", **verification: Any) -> Iterator[RunningBroker]:
+def running_broker(tmp: Path, store: str = "sqlite",
+                   **verification: Any) -> Iterator[RunningBroker]:
     config = Config(
         data_dir=str(tmp / "data"),
         server=ServerConfig(port=0),

@@ -40,7 +40,8 @@ def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
         yield running
 
 
-def _headers(kbs: RunningBroker, admin: bool, content_type: str = "application/json") -> dict[str, str]:
+def _headers(kbs: RunningBroker, admin: bool,
+             content_type: str = "application/json") -> dict[str, str]:
     headers = {"Content-Type": content_type}
     if admin:
         headers["Authorization"] = f"Bearer {kbs.admin_token()}"
@@ -56,7 +57,8 @@ def _assert_problem(r: httpx.Response) -> None:
 
 @pytest.mark.parametrize(("method", "path", "admin"), JSON_ENDPOINTS)
 @pytest.mark.parametrize("payload", WRONG_TYPES, ids=lambda p: json.dumps(p)[:30])
-def test_wrong_json_types(kbs: RunningBroker, method: str, path: str, admin: bool, payload: Any) -> None:
+def test_wrong_json_types(kbs: RunningBroker, method: str, path: str, admin: bool,
+                          payload: Any) -> None:
     r = httpx.request(method, kbs.url + path, content=json.dumps(payload),
                       headers=_headers(kbs, admin))
     _assert_problem(r)
@@ -64,7 +66,8 @@ def test_wrong_json_types(kbs: RunningBroker, method: str, path: str, admin: boo
 
 @pytest.mark.parametrize(("method", "path", "admin"), JSON_ENDPOINTS)
 @pytest.mark.parametrize("raw", RAW_BODIES, ids=lambda b: repr(b[:12]))
-def test_malformed_bodies(kbs: RunningBroker, method: str, path: str, admin: bool, raw: bytes) -> None:
+def test_malformed_bodies(kbs: RunningBroker, method: str, path: str, admin: bool,
+                          raw: bytes) -> None:
     r = httpx.request(method, kbs.url + path, content=raw, headers=_headers(kbs, admin))
     _assert_problem(r)
 
@@ -122,8 +125,9 @@ def test_garbage_evidence(kbs: RunningBroker, evidence: Any) -> None:
     _assert_problem(r)
 
 
-@pytest.mark.parametrize("pubkey", [{}, {"kty": "EC"}, {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
-                                    {"kty": "oct", "k": "AAAA"}, {"kty": "RSA", "n": "AQAB", "e": "AQAB"}])
+@pytest.mark.parametrize("pubkey", [
+    {}, {"kty": "EC"}, {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
+    {"kty": "oct", "k": "AAAA"}, {"kty": "RSA", "n": "AQAB", "e": "AQAB"}])
 def test_bad_tee_pubkey(kbs: RunningBroker, pubkey: dict[str, Any]) -> None:
     nonce, cookie = _session(kbs)
     r = httpx.post(kbs.url + "/kbs/v0/attest", cookies={"kbs-session-id": cookie}, json={
@@ -154,13 +158,16 @@ def test_wrong_methods(kbs: RunningBroker) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none() | st.booleans() | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.dictionaries(st.sampled_from(["version", "tee", "extra-params", "runtime-data",
                                              "tee-evidence", "init-data", "nonce"]), json_values))
 def test_fuzzed_protocol_bodies(kbs: RunningBroker, body: dict[str, Any]) -> None:

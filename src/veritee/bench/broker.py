@@ -523,7 +523,8 @@ class BrokerBenchmark:
 def _result(name: str, settings: Settings, levels: list[Level], ceiling: float,
             workers: int) -> BenchResult:
     best = max(levels, key=lambda level: level.flows_per_s)
-    extra: dict[str, Any] = {"workers": workers, "best_concurrency": best.concurrency}
+    extra: dict[str, Any] = {"unit": "full flows/s (best concurrency)", "workers": workers,
+                             "best_concurrency": best.concurrency}
     extra.update({f"concurrency_{level.concurrency}": level.to_dict() for level in levels})
     return BenchResult(benchmark=name, ops_per_s=best.flows_per_s,
                        floor=Figure(FLOOR_NAME, ceiling), peer=None, threads=CEILING_THREADS,

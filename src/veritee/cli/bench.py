@@ -101,22 +101,31 @@ _LABELS = {
 }
 
 
+def _shown(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return " · ".join(f"{k.replace('_', ' ')} {_shown(v)}" for k, v in value.items())
+    return str(value)
+
+
 def result_table(result: BenchResult) -> Table:
     table = Table(title=f"veritee bench {result.benchmark}", header_style="bold")
     table.add_column("figure", style="cyan")
     table.add_column("value", justify="right")
     plural = "s" if result.threads > 1 else ""
-    table.add_row(f"ops/s ({result.threads} thread{plural})", f"{result.ops_per_s:,.1f}")
+    unit = result.extra.get("unit")
+    label = str(unit) if unit else f"ops/s ({result.threads} thread{plural})"
+    table.add_row(label, f"{result.ops_per_s:,.1f}")
     if result.floor is not None:
         table.add_row(f"floor: {result.floor.name}", f"{result.floor.ops_per_s:,.1f}")
         table.add_row("ratio to floor", f"{result.ratio_to_floor:.3f}")
     peer = result.peer
     table.add_row("peer", f"{peer.name}: {peer.ops_per_s:,.1f}" if peer else "none")
     for key, value in result.extra.items():
-        if result.threads == 1 and key in _LABELS:
+        if key == "unit" or (result.threads == 1 and key in _LABELS):
             continue  # the one-thread figures repeat the main ones
-        shown = f"{value:,}" if isinstance(value, float) else str(value)
-        table.add_row(_LABELS.get(key, key), shown)
+        table.add_row(_LABELS.get(key, key.replace("_", " ")), _shown(value))
     table.add_row("seconds per measurement", f"{result.seconds:g}")
     floor_scaling = result.extra.get("floor_scaling")
     if isinstance(floor_scaling, float) and floor_scaling < 0.9 * result.threads:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import secrets
@@ -102,6 +103,7 @@ def demo(
         "--json", help="Print one JSON object on stdout (the table goes to stderr).")] = False,
 ) -> None:
     out = stderr if json_output else stdout
+    logging.getLogger("veritee.broker").setLevel(logging.CRITICAL)  # the table says it all
     with tempfile.TemporaryDirectory(prefix="veritee-demo-") as tmp, \
             local_broker(_config(Path(tmp))) as kbs:
         out.print(f"[bold]broker[/] listening on {kbs.url} (SQLite in a temporary folder, "

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,3 @@ def running_broker(tmp: Path, store: str = "sqlite",
 
 def unique_path(prefix: str = "repo") -> str:
     return f"{prefix}/key/{uuid.uuid4().hex[:12]}"
-
-
-def with_config(config: Config, **changes: Any) -> Config:
-    return replace(config, **changes)

@@ -529,5 +529,3 @@ class _MetricsMiddleware:
             self.metrics.request(scope.get("method", "GET"), template, status,
                                  time.perf_counter() - started)
 
-
-Handler = Callable[..., Awaitable[Any]]

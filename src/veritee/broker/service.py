@@ -17,7 +17,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import secrets
 import threading
 import time
@@ -538,7 +537,3 @@ def _failed_checks(claims: Mapping[str, Any]) -> list[str]:
         if isinstance(failed, list):
             out.extend(f"{name}: {item}" for item in failed if isinstance(item, str))
     return out
-
-
-def random_kek() -> bytes:
-    return os.urandom(32)

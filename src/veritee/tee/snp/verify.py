@@ -21,7 +21,7 @@ Pure: no network except through the injected :class:`CollateralSource`, no clock
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -450,8 +450,3 @@ def _check_crl(crl: Crl, ark: Cert, now: datetime) -> None:
             f"the {ark.subject_cn} CRL is valid from {last.isoformat()} to "
             f"{nxt.isoformat() if nxt else 'unspecified'}; verification time is {now.isoformat()}"
         )
-
-
-def roots_with(extra: Iterable[AmdRoot]) -> tuple[AmdRoot, ...]:
-    """AMD's roots plus ``extra`` (for example emulated roots the operator trusts)."""
-    return (*amd_roots(), *extra)

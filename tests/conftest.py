@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from test_store_support import BACKENDS, KEK, backend_url
+from veritee.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("VERITEE_CORPUS", ROOT.parent / "shared" / "corpus"))
@@ -33,3 +37,17 @@ def manifest(vendor: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def amd_corpus() -> Path:
     return corpus_dir("amd")
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL per backend (PostgreSQL only when VERITEE_TEST_POSTGRES_URL is set)."""
+    with backend_url(request.param, tmp_path) as value:
+        yield value
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    with Store.open(url, kek=KEK) as value:
+        yield value
+

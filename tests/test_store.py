@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -15,12 +15,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, text
 
 from test_store_support import (
-    BACKENDS,
     KEK,
     MINUTE,
     OTHER_KEK,
     T0,
-    backend_url,
     event,
     session,
 )
@@ -38,18 +36,6 @@ from veritee.store import (
     StoreUnavailableError,
 )
 from veritee.store.schema import MIGRATIONS, resources, schema_version, sessions, settings
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with backend_url(request.param, tmp_path) as value:
-        yield value
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[Store]:
-    with Store.open(url, kek=KEK) as value:
-        yield value
 
 
 def raw(store: Store, sql: str, **params: Any) -> list[Any]:

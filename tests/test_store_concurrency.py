@@ -7,32 +7,19 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from test_store_support import BACKENDS, KEK, MINUTE, T0, backend_url, contender, event, session
+from test_store_support import KEK, MINUTE, T0, contender, event, session
 from veritee.store import SCHEMA_VERSION, SessionStateError, Store
 from veritee.store.schema import schema_version
 
 THREADS = 12
 PROCESSES = 2
 T = TypeVar("T")
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with backend_url(request.param, tmp_path) as value:
-        yield value
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[Store]:
-    with Store.open(url, kek=KEK) as value:
-        yield value
 
 
 def race(n: int, call: Callable[[int], T]) -> list[T | BaseException]:

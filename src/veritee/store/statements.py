@@ -124,25 +124,10 @@ class Statements:
                 "updated_at": ins.excluded.updated_at,
             },
         ).returning(resources.c.version)
-        self.resource_get: Select[Any] = select(
-            resources.c.key_id, resources.c.nonce, resources.c.ciphertext
-        ).where(path)
+        self.resource_get, self.resource_all, self.resource_reseal = _sealed(
+            resources, resources.c.path, path)
         self.resource_delete: Delete = delete(resources).where(path)
         self.resource_list: Select[Any] = select(resources.c.path).order_by(resources.c.path)
-        self.resource_all: Select[Any] = (
-            select(resources.c.path, resources.c.key_id, resources.c.nonce, resources.c.ciphertext)
-            .order_by(resources.c.path)
-            .with_for_update()
-        )
-        self.resource_reseal: Update = (
-            update(resources)
-            .where(path)
-            .values(
-                key_id=bindparam("p_key_id", type_=String()),
-                nonce=bindparam("p_nonce", type_=LargeBinary()),
-                ciphertext=bindparam("p_ciphertext", type_=LargeBinary()),
-            )
-        )
 
     # --- versioned policies and reference values ----------------------------------------------
 
@@ -213,24 +198,24 @@ class Statements:
                 "updated_at": ins.excluded.updated_at,
             },
         )
-        self.setting_get: Select[Any] = select(
-            settings.c.key_id, settings.c.nonce, settings.c.ciphertext
-        ).where(key)
+        self.setting_get, self.setting_all, self.setting_reseal = _sealed(
+            settings, settings.c.key, key)
         self.setting_delete: Delete = delete(settings).where(key)
-        self.setting_all: Select[Any] = (
-            select(settings.c.key, settings.c.key_id, settings.c.nonce, settings.c.ciphertext)
-            .order_by(settings.c.key)
-            .with_for_update()
-        )
-        self.setting_reseal: Update = (
-            update(settings)
-            .where(key)
-            .values(
-                key_id=bindparam("p_key_id", type_=String()),
-                nonce=bindparam("p_nonce", type_=LargeBinary()),
-                ciphertext=bindparam("p_ciphertext", type_=LargeBinary()),
-            )
-        )
 
 
 __all__ = ["Statements"]
+
+
+def _sealed(table: Any, name: Any, match: Any) -> tuple[Select[Any], Select[Any], Update]:
+    """Statements every sealed table (resources, settings) shares: read one sealed value,
+    read all of them for a KEK rotation (locked), and write one back resealed."""
+    get = select(table.c.key_id, table.c.nonce, table.c.ciphertext).where(match)
+    every = (select(name, table.c.key_id, table.c.nonce, table.c.ciphertext)
+             .order_by(name).with_for_update())
+    reseal = update(table).where(match).values(
+        key_id=bindparam("p_key_id", type_=String()),
+        nonce=bindparam("p_nonce", type_=LargeBinary()),
+        ciphertext=bindparam("p_ciphertext", type_=LargeBinary()),
+    )
+    return get, every, reseal
+

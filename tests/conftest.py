@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from test_store_support import BACKENDS, KEK, backend_url
+from support.store import BACKENDS, KEK, backend_url
 from veritee.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from veritee import binding
-from veritee.errors import BindingError, MisuseError, UnknownTeeError
+from veritee.binding import ReportDataRule
+from veritee.errors import BindingError, MisuseError
+from veritee.tee import Platform, platforms
 
 # service-anchors.md §1.3: the runtime data a guest-components client hashes.
 VECTOR_RUNTIME_DATA = {
@@ -31,7 +33,7 @@ VECTOR_SHA384 = (
 def test_kbs_binding_vector() -> None:
     digest = binding.runtime_data_digest(VECTOR_RUNTIME_DATA)
     assert digest.hex() == VECTOR_SHA384
-    assert binding.expected_report_data("snp", digest) == digest + bytes(16)
+    assert ReportDataRule(64, "pad").expected(digest) == digest + bytes(16)
 
 
 def test_trustee_unit_vector() -> None:
@@ -146,79 +148,70 @@ def test_unknown_algorithm() -> None:
         binding.runtime_data_digest({}, "md5")
 
 
-# -- per-TEE rules --------------------------------------------------------------------------
+# -- the rules --------------------------------------------------------------------------------
 
 D256, D384, D512 = bytes(range(32)), bytes(range(48)), bytes(range(64))
+PAD64, PAD32 = ReportDataRule(64, "pad"), ReportDataRule(32, "pad")
+EXACT64, PREFIX256 = ReportDataRule(64, "exact"), ReportDataRule(256, "prefix")
 
 
-@pytest.mark.parametrize(("tee", "digest", "expected"), [
-    ("snp", D384, D384 + bytes(16)),
-    ("snp", D512, D512),
-    ("snp", D256, D256 + bytes(32)),
-    ("tdx", D384, D384 + bytes(16)),
-    ("sgx", D384, D384 + bytes(16)),
-    ("cca", D384, D384 + bytes(16)),
-    ("tpm", D256, D256),
-    ("se", D512, D512),
-    ("sample", D384, D384),
-    ("az-snp-vtpm", D384, D384),
+@pytest.mark.parametrize(("rule", "digest", "expected"), [
+    (PAD64, D384, D384 + bytes(16)),
+    (PAD64, D512, D512),
+    (PAD64, D256, D256 + bytes(32)),
+    (PAD32, D256, D256),
+    (PREFIX256, D512, D512),
+    (EXACT64, D384, D384),
 ])
-def test_expected_report_data(tee: str, digest: bytes, expected: bytes) -> None:
-    assert binding.expected_report_data(tee, digest) == expected
-    binding.check_report_data(tee, expected, digest)
+def test_expected_report_data(rule: ReportDataRule, digest: bytes, expected: bytes) -> None:
+    assert rule.expected(digest) == expected
+    rule.check(expected, digest)
 
 
-@pytest.mark.parametrize(("tee", "digest"), [
-    ("tpm", D384),   # Trustee would truncate to 32 bytes; we refuse
-    ("tpm", D512),
-    ("snp", D512 + b"\x00"),
-    ("se", D512 + b"\x00"),
-    ("sample", D512 + b"\x01"),
+@pytest.mark.parametrize(("rule", "digest"), [
+    (PAD32, D384),   # Trustee would truncate to 32 bytes; we refuse
+    (PAD32, D512),
+    (PAD64, D512 + b"\x00"),
+    (EXACT64, D512 + b"\x01"),
 ])
-def test_digest_too_long_is_refused(tee: str, digest: bytes) -> None:
+def test_digest_too_long_is_refused(rule: ReportDataRule, digest: bytes) -> None:
     with pytest.raises(MisuseError, match="no truncation"):
-        binding.expected_report_data(tee, digest)
+        rule.expected(digest)
     with pytest.raises(MisuseError, match="no truncation"):
-        binding.check_report_data(tee, digest, digest)
+        rule.check(digest, digest)
 
 
-@pytest.mark.parametrize(("name", "tee", "actual", "digest"), [
-    ("other digest", "snp", D384[::-1] + bytes(16), D384),
-    ("unpadded field", "snp", D384, D384),
-    ("non-zero padding", "snp", D384 + b"\x01" + bytes(15), D384),
-    ("field too long", "snp", D384 + bytes(17), D384),
-    ("padded where exact", "sample", D384 + bytes(16), D384),
-    ("truncated where exact", "az-snp-vtpm", D384[:32], D384),
-    ("prefix differs", "se", b"\xff" + D512[1:] + bytes(192), D512),
-    ("prefix too short", "se", D512[:63], D512),
+@pytest.mark.parametrize(("name", "rule", "actual", "digest"), [
+    ("other digest", PAD64, D384[::-1] + bytes(16), D384),
+    ("unpadded field", PAD64, D384, D384),
+    ("non-zero padding", PAD64, D384 + b"\x01" + bytes(15), D384),
+    ("field too long", PAD64, D384 + bytes(17), D384),
+    ("padded where exact", EXACT64, D384 + bytes(16), D384),
+    ("truncated where exact", EXACT64, D384[:32], D384),
+    ("prefix differs", PREFIX256, b"\xff" + D512[1:] + bytes(192), D512),
+    ("prefix too short", PREFIX256, D512[:63], D512),
 ])
-def test_check_report_data_mismatch(name: str, tee: str, actual: bytes, digest: bytes) -> None:
+def test_check_report_data_mismatch(name: str, rule: ReportDataRule, actual: bytes,
+                                    digest: bytes) -> None:
     with pytest.raises(BindingError) as info:
-        binding.check_report_data(tee, actual, digest)
+        rule.check(actual, digest, tee="this")
     assert actual.hex() in info.value.detail
     assert digest.hex() in info.value.detail
+    assert info.value.detail.startswith("this report data is")
 
 
 def test_prefix_ignores_the_rest() -> None:
-    binding.check_report_data("se", D512 + b"\xaa" * 192, D512)
+    PREFIX256.check(D512 + b"\xaa" * 192, D512)
 
 
-def test_default_hash_algorithms_fit() -> None:
-    for tee, rule in binding.REPORT_DATA_RULES.items():
-        algorithm = binding.default_hash_algorithm(tee)
-        size = hashlib.new(algorithm).digest_size
-        assert size <= rule.field_size, tee
-    assert binding.default_hash_algorithm("snp") == "sha384"
-    assert binding.default_hash_algorithm("se") == "sha512"
-
-
-def test_unknown_tee() -> None:
-    with pytest.raises(UnknownTeeError):
-        binding.expected_report_data("pef-v9", D384)
-    with pytest.raises(UnknownTeeError):
-        binding.default_hash_algorithm("nope")
+@pytest.mark.parametrize("platform", platforms(), ids=lambda p: p.tee)
+def test_every_platforms_default_hash_fits_its_field(platform: Platform) -> None:
+    size = hashlib.new(platform.hash_algorithm).digest_size
+    assert size <= platform.report_data.field_size
+    digest = binding.runtime_data_digest(VECTOR_RUNTIME_DATA, platform.hash_algorithm)
+    platform.report_data.check(platform.report_data.expected(digest), digest)
 
 
 def test_empty_digest_is_misuse() -> None:
     with pytest.raises(MisuseError):
-        binding.expected_report_data("snp", b"")
+        PAD64.expected(b"")

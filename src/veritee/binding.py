@@ -3,10 +3,11 @@
 The KBS protocol (service-anchors.md §1.3) hashes the RFC 8785 canonical JSON of the
 structured runtime data ``{"nonce", "tee-pubkey"[, "additional-evidence"]}`` and puts the
 digest in the evidence's report-data field. This module holds the canonical JSON, the digest
-and the per-TEE rule for how the digest sits in that field.
+and the rule type for how the digest sits in that field (each platform descriptor names its
+own rule and default hash algorithm).
 
 Unlike Trustee, nothing here truncates: a digest longer than the field is an error, so the
-hash algorithm must be chosen to fit (``default_hash_algorithm``). STYLE.md §11.
+hash algorithm must be chosen to fit. STYLE.md §11.
 
 Standard library only (DESIGN.md, layer "errors, common types").
 """
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from veritee.errors import BindingError, MisuseError, UnknownTeeError
+from veritee.errors import BindingError, MisuseError
 
 # -- RFC 8785 (JSON Canonicalization Scheme) --------------------------------------------------
 
@@ -42,8 +43,8 @@ def canonical_json(value: Any) -> bytes:
     parts: list[str] = []
     try:
         _encode(value, parts)
-    except RecursionError:
-        raise MisuseError("value is nested too deeply to canonicalise") from None
+    except RecursionError as exc:
+        raise MisuseError("value is nested too deeply to canonicalise") from exc
     return "".join(parts).encode("utf-8")
 
 
@@ -95,10 +96,10 @@ def _utf16_key(key: str) -> bytes:
 def _string(text: str) -> str:
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:
+    except UnicodeEncodeError as exc:
         raise MisuseError(
             f"string {text[:40]!r} holds a lone surrogate (not Unicode text)"
-        ) from None
+        ) from exc
     # json.dumps(ensure_ascii=False) escapes exactly what JSON.stringify escapes: '"', '\\',
     # \b \t \n \f \r, and other C0 controls as lowercase \u00xx.
     return json.dumps(text, ensure_ascii=False)
@@ -170,14 +171,15 @@ def runtime_data_digest(runtime_data: Mapping[str, Any], algorithm: str = "sha38
     return hashlib.new(algorithm, canonical_json(runtime_data)).digest()
 
 
-# -- where the digest goes, per TEE -------------------------------------------------------------
+# -- where the digest goes ----------------------------------------------------------------------
 
 Rule = Literal["pad", "prefix", "exact"]
 
 
 @dataclass(frozen=True, slots=True)
 class ReportDataRule:
-    """How a digest sits in a TEE's report-data field.
+    """How a digest sits in a TEE's report-data field (each platform descriptor names its
+    rule, from service-anchors.md §1.3).
 
     * ``pad``: the field is ``field_size`` bytes: the digest, then zero bytes.
     * ``prefix``: the field starts with the digest; the rest is not compared.
@@ -189,100 +191,48 @@ class ReportDataRule:
     field_size: int
     rule: Rule
 
+    def expected(self, digest: bytes) -> bytes:
+        """The bytes the field must hold (or start with, for ``prefix``).
 
-#: Per-TEE binding (service-anchors.md §1.3 table, Trustee's verifiers).
-REPORT_DATA_RULES: Final[dict[str, ReportDataRule]] = {
-    "snp": ReportDataRule(64, "pad"),           # REPORT_DATA, SEV-SNP ABI Table 23
-    "tdx": ReportDataRule(64, "pad"),           # REPORTDATA
-    "sgx": ReportDataRule(64, "pad"),           # REPORTDATA
-    "cca": ReportDataRule(64, "pad"),           # realm challenge
-    "csv": ReportDataRule(64, "pad"),           # Hygon CSV REPORT_DATA
-    "se": ReportDataRule(64, "prefix"),         # user_data; SHA-512 compared to its first bytes
-    "tpm": ReportDataRule(32, "pad"),           # quote nonce (Trustee truncates; we pick sha256)
-    "az-snp-vtpm": ReportDataRule(64, "exact"),  # TPM quote nonce
-    "az-tdx-vtpm": ReportDataRule(64, "exact"),  # TPM quote nonce
-    "sample": ReportDataRule(64, "exact"),
-    "sampledevice": ReportDataRule(64, "exact"),
-}
+        Raises:
+            MisuseError: ``digest`` is empty or longer than the field; choose a shorter hash.
+        """
+        if not digest:
+            raise MisuseError("the runtime-data digest is empty")
+        if len(digest) > self.field_size:
+            raise MisuseError(
+                f"a {len(digest)}-byte digest does not fit the {self.field_size}-byte "
+                "report-data field (no truncation); choose a shorter hash algorithm")
+        if self.rule == "pad":
+            return digest + bytes(self.field_size - len(digest))
+        return bytes(digest)
 
-_DEFAULT_HASH: Final[dict[str, HashAlgorithm]] = {
-    "se": "sha512",   # Trustee imposes it in the challenge (selected-hash-algorithm)
-    "tpm": "sha256",  # the 32-byte nonce: a longer digest would need truncation
-}
+    def check(self, actual: bytes, digest: bytes, *, tee: str = "the") -> None:
+        """Check that the report-data field ``actual`` carries ``digest``.
 
-
-def report_data_rule(tee: str) -> ReportDataRule:
-    """The binding rule of ``tee``; raises UnknownTeeError for a TEE with no rule."""
-    try:
-        return REPORT_DATA_RULES[tee]
-    except KeyError:
-        raise UnknownTeeError(
-            f"no report-data rule for TEE {tee!r}; known: {', '.join(sorted(REPORT_DATA_RULES))}"
-        ) from None
-
-
-def default_hash_algorithm(tee: str) -> HashAlgorithm:
-    """The hash the broker selects for ``tee``: sha384 (KBS default), sha512 for ``se``,
-    sha256 for ``tpm`` (its 32-byte nonce)."""
-    report_data_rule(tee)
-    return _DEFAULT_HASH.get(tee, "sha384")
-
-
-def expected_report_data(tee: str, digest: bytes) -> bytes:
-    """The bytes ``tee``'s report-data field must hold (or start with, for ``prefix``).
-
-    Raises:
-        UnknownTeeError: no rule for ``tee``.
-        MisuseError: ``digest`` is longer than the field; choose a shorter hash.
-    """
-    rule = report_data_rule(tee)
-    _fits(tee, rule, digest)
-    if rule.rule == "pad":
-        return digest + bytes(rule.field_size - len(digest))
-    return bytes(digest)
-
-
-def check_report_data(tee: str, actual: bytes, digest: bytes) -> None:
-    """Check that the report-data field ``actual`` carries ``digest`` under ``tee``'s rule.
-
-    Raises:
-        BindingError: it does not; the message names both values.
-        UnknownTeeError, MisuseError: as :func:`expected_report_data`.
-    """
-    rule = report_data_rule(tee)
-    expected = expected_report_data(tee, digest)
-    if rule.rule == "prefix":
-        matches = hmac.compare_digest(bytes(actual[: len(expected)]), expected)
-        how = f"to start with {expected.hex()}"
-    else:
-        matches = len(actual) == len(expected) and hmac.compare_digest(bytes(actual), expected)
-        how = f"{expected.hex()} ({len(expected)} bytes)"
-    if not matches:
-        raise BindingError(
-            f"{tee} report data is {bytes(actual).hex()} ({len(actual)} bytes); "
-            f"expected {how}: the evidence is not bound to this nonce and key"
-        )
-
-
-def _fits(tee: str, rule: ReportDataRule, digest: bytes) -> None:
-    if not digest:
-        raise MisuseError("the runtime-data digest is empty")
-    if len(digest) > rule.field_size:
-        raise MisuseError(
-            f"a {len(digest)}-byte digest does not fit {tee}'s {rule.field_size}-byte "
-            f"report-data field (no truncation); use {default_hash_algorithm(tee)}"
-        )
+        Raises:
+            BindingError: it does not; the message names both values.
+            MisuseError: as :meth:`expected`.
+        """
+        expected = self.expected(digest)
+        if self.rule == "prefix":
+            matches = hmac.compare_digest(bytes(actual[: len(expected)]), expected)
+            how = f"to start with {expected.hex()}"
+        else:
+            matches = len(actual) == len(expected) and hmac.compare_digest(bytes(actual),
+                                                                           expected)
+            how = f"{expected.hex()} ({len(expected)} bytes)"
+        if not matches:
+            raise BindingError(
+                f"{tee} report data is {bytes(actual).hex()} ({len(actual)} bytes); "
+                f"expected {how}: the evidence is not bound to this nonce and key"
+            )
 
 
 __all__ = [
     "HASH_ALGORITHMS",
-    "REPORT_DATA_RULES",
     "HashAlgorithm",
     "ReportDataRule",
     "canonical_json",
-    "check_report_data",
-    "default_hash_algorithm",
-    "expected_report_data",
-    "report_data_rule",
     "runtime_data_digest",
 ]

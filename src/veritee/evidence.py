@@ -7,13 +7,13 @@ reads the binary or the JSON form it understands. Nothing here verifies anything
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from veritee.encoding import b64decode_any, b64url, compact, decode_text_bytes, is_hex_text
 from veritee.errors import MalformedEvidenceError
 
 Form = Literal["raw", "hex", "base64", "json"]
@@ -21,10 +21,6 @@ Form = Literal["raw", "hex", "base64", "json"]
 #: Evidence larger than this is refused before any parsing (the largest real evidence,
 #: an Azure vTPM bundle with a GPU, is well below 1 MiB).
 MAX_EVIDENCE_BYTES = 4 * 1024 * 1024
-
-_HEX_RE = re.compile(rb"\A(?:0[xX])?[0-9a-fA-F]+\Z")
-_B64_RE = re.compile(rb"\A[A-Za-z0-9+/_-]+={0,2}\Z")
-_WS = re.compile(rb"\s+")
 
 
 @dataclass(frozen=True)
@@ -52,32 +48,6 @@ class Evidence:
         return cls(data=text, form="json", json=document)
 
 
-def decode_text_bytes(text: bytes) -> bytes | None:
-    """Decode hex (optional ``0x``, whitespace ignored) or base64/base64url text; else None."""
-    compact = _WS.sub(b"", text)
-    if not compact:
-        return None
-    if _HEX_RE.match(compact) and len(compact.removeprefix(b"0x").removeprefix(b"0X")) % 2 == 0:
-        digits = compact[2:] if compact[:2] in (b"0x", b"0X") else compact
-        return bytes.fromhex(digits.decode())
-    if _B64_RE.match(compact):
-        return b64decode_any(compact)
-    return None
-
-
-def b64decode_any(text: bytes | str) -> bytes | None:
-    """Decode standard or URL-safe base64, padded or not; None if it is neither."""
-    raw = text.encode() if isinstance(text, str) else text
-    raw = raw.strip()
-    alt = raw.replace(b"-", b"+").replace(b"_", b"/").rstrip(b"=")
-    if len(alt) % 4 == 1:
-        return None
-    try:
-        return base64.b64decode(alt + b"=" * (-len(alt) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def decode_evidence(blob: bytes) -> Evidence:
     """Recognise the outer form of ``blob`` and strip it.
 
@@ -101,8 +71,7 @@ def decode_evidence(blob: bytes) -> Evidence:
     if _is_text(stripped):
         decoded = decode_text_bytes(stripped)
         if decoded is not None:
-            compact = _WS.sub(b"", stripped)
-            form: Form = "hex" if _HEX_RE.match(compact) else "base64"
+            form: Form = "hex" if is_hex_text(compact(stripped)) else "base64"
             return Evidence(data=decoded, form=form)
     return Evidence(data=blob, form="raw")
 
@@ -186,3 +155,92 @@ def _escape(text: bytes, pos: int) -> tuple[int, int]:
     if code in _TEXT_ESCAPES:
         return _TEXT_ESCAPES[code], pos + 1
     raise MalformedEvidenceError(f"unknown escape \\{chr(code)} in protobuf text")
+
+
+# -- JSON fields and the envelopes every TEE shares ---------------------------------------------
+
+#: Wrappers (``primary_evidence``, ``quote``, ...) nest at most this deep.
+MAX_JSON_DEPTH = 8
+
+
+def json_bytes(value: Any, name: str, size: int | None = None) -> bytes:
+    """Bytes from a JSON value: base64/base64url/hex text, PEM text, or a list of byte values.
+
+    Text that reads both as hex and as base64 is taken as hex, unless only the base64
+    reading has the ``size`` the field needs.
+
+    Raises:
+        MalformedEvidenceError: the value is none of these.
+    """
+    if isinstance(value, list):
+        if not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value):
+            raise MalformedEvidenceError(f"{name}: a byte list holds a value outside 0..255")
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            text = value.strip().encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise MalformedEvidenceError(f"{name} holds non-ASCII text") from exc
+        if text.startswith(b"-----BEGIN"):
+            return text
+        decoded = decode_text_bytes(text) if is_hex_text(text) else None
+        if decoded is None or (size is not None and len(decoded) != size):
+            decoded = b64decode_any(text) or decoded
+        if decoded is None:
+            raise MalformedEvidenceError(f"{name} is neither base64 nor hex text")
+        return decoded
+    raise MalformedEvidenceError(
+        f"{name} must be a string or a byte list, got {type(value).__name__}")
+
+
+def maybe_json_text(value: Any, name: str) -> Any:
+    """``value`` parsed when it is a JSON object written as a string (KBS wrappers do that)."""
+    if isinstance(value, str) and value.lstrip()[:1] == "{":
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedEvidenceError(f"{name} is not valid JSON: {exc}") from exc
+    return value
+
+
+def unwrap_primary(document: Any) -> Any:
+    """The evidence inside KBS ``{"primary_evidence": ...}`` wrappers (any depth up to
+    :data:`MAX_JSON_DEPTH`; a wrapped JSON string is parsed)."""
+    for _ in range(MAX_JSON_DEPTH):
+        if not (isinstance(document, Mapping) and "primary_evidence" in document):
+            return document
+        document = maybe_json_text(document["primary_evidence"], "primary_evidence")
+    raise MalformedEvidenceError(
+        f"evidence nests more than {MAX_JSON_DEPTH} primary_evidence wrappers deep")
+
+
+@dataclass(frozen=True)
+class TsmReport:
+    """Linux configfs-tsm output as tools store it: ``{"outblob", "auxblob", "provider"}``
+    (base64 or base64url blobs; Documentation/ABI/testing/configfs-tsm-report)."""
+
+    outblob: bytes
+    auxblob: bytes
+    provider: str
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any], *, provider: str) -> TsmReport:
+        """Read the JSON form; a ``provider`` other than the TEE driver's is refused.
+
+        Raises:
+            MalformedEvidenceError: a blob does not decode or the provider is another TEE's.
+        """
+        named = document.get("provider")
+        if isinstance(named, str) and named.strip() not in (provider, ""):
+            raise MalformedEvidenceError(
+                f"configfs-tsm provider is {named.strip()!r}, not {provider!r}")
+        aux = document.get("auxblob")
+        return cls(json_bytes(document.get("outblob"), "outblob"),
+                   json_bytes(aux, "auxblob") if aux else b"", provider)
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON form (base64url blobs; ``auxblob`` only when the kernel returned one)."""
+        document = {"outblob": b64url(self.outblob), "provider": self.provider}
+        if self.auxblob:
+            document["auxblob"] = b64url(self.auxblob)
+        return document

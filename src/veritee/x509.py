@@ -1,52 +1,36 @@
-"""Certificates and CRLs for every verifier: loading from any encoding, and a cache.
+"""Certificates, CRLs and chains for every verifier: loading from any encoding, a cache,
+signature links, CRL checks and pinned roots.
 
-Shared by the per-TEE verifiers (verification layer: may use ``cryptography``, never the
-network, the disk or the clock).
+Verification layer: may use ``cryptography``; never the network, the disk or the clock (the
+verification instant is an argument).
 
-AMD VCEKs and VLEKs carry serial number 0, which RFC 5280 forbids; ``cryptography`` warns
-that it will refuse such certificates "in a future release". The pinned version accepts them
-and the warning is silenced for that one message only (amd-sev.md §2.5, §5.10): by a filter
-at import and, because a process may turn warnings into errors (``python -W error``, pytest's
-``filterwarnings = error``), around the parse itself, so that a certificate parses the same
-in every process. Read the serial from :attr:`Cert.serial`, which was taken under that guard,
-rather than from ``Cert.cert``.
+AMD VCEKs and VLEKs carry serial number 0, which RFC 5280 forbids and which ``cryptography``
+warns about when it loads them. Nothing here touches the process's warning filters (they are
+process-wide and not thread-safe): :mod:`veritee._der` reads the serial and the common names
+from the DER itself, and a certificate with a non-positive serial is loaded from a copy whose
+serial byte is made positive. :attr:`Cert.der`, :attr:`Cert.tbs` and :attr:`Cert.signature`
+are the original bytes, and :attr:`Cert.serial` the real serial; read them rather than the
+``cryptography`` object's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from veritee.errors import ExpiredError, MalformedEvidenceError
-from veritee.evidence import b64decode_any, textproto_bytes
-
-_SERIAL_WARNING = "Parsed a serial number which wasn't positive"
-warnings.filterwarnings("ignore", message=_SERIAL_WARNING,
-                        category=CryptographyDeprecationWarning)
-#: ``warnings.catch_warnings`` swaps process-wide state: one parse at a time inside it.
-_WARNINGS_LOCK = threading.Lock()
-
-
-@contextmanager
-def _quiet_parse() -> Iterator[None]:
-    """Parse the same way whatever the process does with warnings: tolerate serial 0, and
-    ignore the UserWarnings cryptography emits for odd name attributes (such as a country
-    name that is not two letters); the signatures decide what such a certificate is worth."""
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_SERIAL_WARNING,
-                                category=CryptographyDeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        yield
+from veritee import _der
+from veritee.encoding import b64decode_any
+from veritee.errors import ChainError, ExpiredError, MalformedEvidenceError, UntrustedRootError
+from veritee.evidence import textproto_bytes
 
 _PEM_CERT = (b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----")
 _PEM_CRL = (b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----")
@@ -57,6 +41,8 @@ class Cert:
     """A parsed certificate with the facts verifiers ask for often, computed once."""
 
     cert: x509.Certificate
+    """For extensions, the public key and the signature algorithm. Its serial is not the
+    certificate's when that is zero or negative: use :attr:`serial`."""
     der: bytes
     sha256: str
     subject_cn: str
@@ -66,6 +52,9 @@ class Cert:
     public_key: Any
     serial: int
     """The serial number (0 on AMD VCEKs and VLEKs)."""
+    tbs: bytes
+    """The signed TBSCertificate bytes, as they are in :attr:`der`."""
+    signature: bytes
 
     def check_validity(self, now: datetime, what: str) -> None:
         """Raise ExpiredError unless ``now`` lies in [notBefore, notAfter]."""
@@ -87,11 +76,9 @@ class Crl:
     der: bytes
     issuer_cn: str
 
-
-def _cn(name: x509.Name) -> str:
-    attrs = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    value = attrs[0].value if attrs else ""
-    return value if isinstance(value, str) else value.decode(errors="replace")
+    def lists(self, cert: Cert) -> bool:
+        """True when ``cert``'s serial is on this CRL (callers check the CRL's signature)."""
+        return self.crl.get_revoked_certificate_by_serial_number(cert.serial) is not None
 
 
 def split_pem_or_der(blob: bytes) -> tuple[list[bytes], list[bytes]]:
@@ -113,7 +100,7 @@ def split_pem_or_der(blob: bytes) -> tuple[list[bytes], list[bytes]]:
         der = _der_element(decoded) if decoded else None
     if der is None:
         return [], []
-    return ([], [der]) if _looks_like_crl(der) else ([der], [])
+    return ([], [der]) if _parse_crl(der) is not None else ([der], [])
 
 
 #: Project Oak's endorsements are protobuf text: ``tee_certificate: "<escaped DER>"``.
@@ -136,43 +123,34 @@ def _pem_blocks(blob: bytes, begin: bytes, end: bytes) -> list[bytes]:
         stop = blob.find(end, start + len(begin))
         if stop < 0:
             break
-        body = _pem_body(blob[start + len(begin) : stop])
+        body = b64decode_any(b"".join(blob[start + len(begin) : stop].split())) or b""
         if body:
             out.append(body)
         pos = stop + len(end)
     return out
 
 
-def _pem_body(text: bytes) -> bytes:
-    return b64decode_any(b"".join(text.split())) or b""
-
-
 def _der_element(blob: bytes) -> bytes | None:
     """The leading DER SEQUENCE of ``blob`` when its length fits in ``blob``; else None."""
     if len(blob) < 2 or blob[0] != 0x30:
         return None
-    first = blob[1]
-    if first < 0x80:
-        header, length = 2, first
-    else:
-        count = first & 0x7F
-        if not 0 < count <= 4 or len(blob) < 2 + count:
-            return None
-        header, length = 2 + count, int.from_bytes(blob[2 : 2 + count], "big")
-    end = header + length
-    return blob[:end] if end <= len(blob) else None
+    try:
+        _, _, end = _der.tlv(blob, 0)
+    except ValueError:
+        return None
+    return blob[:end]
 
 
-def _looks_like_crl(der: bytes) -> bool:
-    return _parse_crl(der) is not None
+# -- parsing and caching --------------------------------------------------------------------------
 
 
 @dataclass
 class CertCache:
     """Parsed certificates, CRLs and verified signature links, keyed by content.
 
-    One instance per verifier (never module-global): tests and tenants stay apart.
-    Safe to share between threads.
+    One instance per verifier (never module-global): tests and tenants stay apart. Safe to
+    share between threads; a lookup never waits for another thread's parse (two threads may
+    parse the same bytes once each, and keep the same result).
     """
 
     max_entries: int = 4096
@@ -181,12 +159,16 @@ class CertCache:
     _links: dict[tuple[str, str], bool] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __len__(self) -> int:
+        """How many certificates, blobs and links are remembered."""
+        return len(self._certs) + len(self._blobs) + len(self._links)
+
     def cert(self, der: bytes) -> Cert | None:
         """The parsed certificate for ``der``, or None when it does not parse."""
         hit = self._certs.get(der, _MISS)
         if hit is not _MISS:
             return hit  # type: ignore[return-value]
-        parsed = _parse_cert(der)
+        parsed = parse_cert(der)
         self._remember(self._certs, der, parsed)
         return parsed
 
@@ -201,11 +183,14 @@ class CertCache:
         self._remember(self._blobs, blob, (certs, crls))
         return certs, crls
 
-    def link(self, key: tuple[str, str]) -> bool | None:
-        return self._links.get(key)
-
-    def set_link(self, key: tuple[str, str], ok: bool) -> None:
-        self._remember(self._links, key, ok)
+    def link(self, cert: Cert, issuer: Cert, check: Callable[[Cert, Cert], bool]) -> bool:
+        """Whether ``issuer`` signed ``cert`` (``check`` decides; the answer is remembered)."""
+        key = (cert.sha256, issuer.sha256)
+        ok = self._links.get(key)
+        if ok is None:
+            ok = check(cert, issuer)
+            self._remember(self._links, key, ok)
+        return ok
 
     def _remember(self, table: dict[Any, Any], key: Any, value: Any) -> None:
         with self._lock:
@@ -217,33 +202,144 @@ class CertCache:
 _MISS = object()
 
 
-def _parse_cert(der: bytes) -> Cert | None:
+def parse_cert(der: bytes) -> Cert | None:
+    """A :class:`Cert` for DER bytes (the first element of ``der``), or None when they are
+    not a certificate."""
     try:
-        with _quiet_parse():
-            cert = x509.load_der_x509_certificate(der)
-            serial = cert.serial_number
-            subject_cn, issuer_cn = _cn(cert.subject), _cn(cert.issuer)
-        canonical = cert.public_bytes(Encoding.DER)
-        return Cert(
-            cert=cert,
-            der=canonical,
-            sha256=hashlib.sha256(canonical).hexdigest(),
-            subject_cn=subject_cn,
-            issuer_cn=issuer_cn,
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            public_key=cert.public_key(),
-            serial=serial,
-        )
-    except Exception:  # ValueError, and library-specific ones (InvalidVersion, key types)
+        tag, start, end = _der.tlv(der, 0)
+        original = der[:end]
+        parts = _der.children(original, start, end)
+        if tag != 0x30 or len(parts) != 3 or parts[2][0] != 0x03:
+            return None
+        serial, offset, subject_cn, issuer_cn = _der.certificate_facts(original)
+        loadable = _der.positive_serial_copy(original, serial, offset)
+        cert = _load(x509.load_der_x509_certificate, loadable)
+        public_key = cert.public_key()
+        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    except (ValueError, IndexError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         return None
+    return Cert(cert=cert, der=original, sha256=hashlib.sha256(original).hexdigest(),
+                subject_cn=subject_cn, issuer_cn=issuer_cn, not_before=not_before,
+                not_after=not_after, public_key=public_key, serial=serial,
+                tbs=original[start : parts[0][2]],
+                signature=original[parts[2][1] + 1 : parts[2][2]])
 
 
 def _parse_crl(der: bytes) -> Crl | None:
     try:
-        with _quiet_parse():
-            crl = x509.load_der_x509_crl(der)
-            issuer_cn = _cn(crl.issuer)
-        return Crl(crl=crl, der=der, issuer_cn=issuer_cn)
-    except Exception:  # ValueError, and library-specific ones such as InvalidVersion
+        issuer_cn = _der.crl_issuer_cn(der)
+        crl = _load(x509.load_der_x509_crl, der)
+    except (ValueError, IndexError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         return None
+    return Crl(crl=crl, der=der, issuer_cn=issuer_cn)
+
+
+def _load(loader: Callable[[bytes], Any], der: bytes) -> Any:
+    """``loader(der)``; a warning that this process turns into an error refuses the bytes
+    (the serial and the names that make cryptography warn were dealt with above)."""
+    try:
+        return loader(der)
+    except Warning as exc:
+        raise ValueError(str(exc)) from exc
+
+
+# -- signatures, chains, CRLs, pins ----------------------------------------------------------------
+
+
+def signature_verifies(signed: bytes, signature: bytes, key: Any, *,
+                       rsa_padding: padding.AsymmetricPadding | None,
+                       algorithm: hashes.HashAlgorithm | None) -> bool:
+    """Whether ``signature`` over ``signed`` verifies under ``key`` (RSA with the padding
+    given, ECDSA with ``algorithm``, Ed25519)."""
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and rsa_padding is not None and algorithm:
+            key.verify(signature, signed, rsa_padding, algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(signature, signed, ec.ECDSA(algorithm))
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, signed)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def issued_by(cert: Cert, issuer: Cert) -> bool:
+    """Whether ``issuer``'s key signed ``cert`` with the algorithm ``cert`` names."""
+    params = cert.cert.signature_algorithm_parameters
+    rsa_padding = params if isinstance(params, padding.AsymmetricPadding) else None
+    return signature_verifies(cert.tbs, cert.signature, issuer.public_key,
+                              rsa_padding=rsa_padding,
+                              algorithm=cert.cert.signature_hash_algorithm)
+
+
+@dataclass
+class CertPool:
+    """Certificates and CRLs available for one verification, indexed by role (the TEE's
+    ``role`` function names each certificate's place in its vendor's PKI)."""
+
+    role: Callable[[Cert], str]
+    roles: dict[str, list[Cert]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    crls: list[Crl] = field(default_factory=list)
+
+    def add(self, cert: Cert) -> bool:
+        """Add ``cert`` unless present; True when it was new."""
+        if cert.sha256 in self.seen:
+            return False
+        self.seen.add(cert.sha256)
+        self.roles.setdefault(self.role(cert), []).append(cert)
+        return True
+
+    def extend(self, certs: Iterable[Cert], crls: Iterable[Crl] = ()) -> None:
+        for cert in certs:
+            self.add(cert)
+        self.crls.extend(crls)
+
+    def by_role(self, role: str) -> list[Cert]:
+        return self.roles.get(role, [])
+
+    def copy(self) -> CertPool:
+        return CertPool(self.role, {r: list(c) for r, c in self.roles.items()}, set(self.seen),
+                        list(self.crls))
+
+
+def check_link(cache: CertCache, cert: Cert, issuer: Cert, what: str,
+               check: Callable[[Cert, Cert], bool] = issued_by) -> None:
+    """Raise ChainError unless ``issuer`` signed ``cert`` (``check`` may impose a profile)."""
+    if not cache.link(cert, issuer, check):
+        raise ChainError(f"{what} does not verify ({cert.subject_cn} ← {issuer.subject_cn})")
+
+
+def check_crl(crl: Crl, issuer: Cert, now: datetime, *,
+              verifies: Callable[[Crl, Cert], bool]) -> None:
+    """A CRL must be signed by ``issuer`` (``verifies`` decides) and current at ``now``.
+
+    Raises:
+        ChainError: it is not signed by ``issuer`` (a CRL naming an issuer it does not come
+            from is an error, never skipped).
+        ExpiredError: ``now`` is before its thisUpdate or after its nextUpdate.
+    """
+    if not verifies(crl, issuer):
+        raise ChainError(f"the CRL naming {issuer.subject_cn} as its issuer is not signed by "
+                         f"{issuer.subject_cn}'s key")
+    last, nxt = crl.crl.last_update_utc, crl.crl.next_update_utc
+    if now < last or (nxt is not None and now > nxt):
+        raise ExpiredError(
+            f"the {issuer.subject_cn} CRL is valid from {last.isoformat()} to "
+            f"{nxt.isoformat() if nxt else 'unspecified'}; verification time is {now.isoformat()}"
+        )
+
+
+def require_pinned(cert: Cert, pinned: Container[str], *, what: str, vendor: str,
+                   hint: str = "") -> None:
+    """Raise UntrustedRootError unless ``cert``'s SHA-256 is one of ``pinned``."""
+    if cert.sha256 not in pinned:
+        raise UntrustedRootError(
+            f"{cert.subject_cn} from the {what} has SHA-256 {cert.sha256}, which is not a "
+            f"pinned {vendor} root{hint}")
+
+
+__all__ = ["Cert", "CertCache", "CertPool", "Crl", "check_crl", "check_link", "issued_by",
+           "parse_cert", "require_pinned", "signature_verifies", "split_pem_or_der"]

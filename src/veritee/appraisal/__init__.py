@@ -2,10 +2,9 @@
 
 * :class:`PolicyEngine` evaluates attestation policies (claims → AR4SI trust vector, with an
   explanation of every rule) and resource policies (EAR claims + path → release or not).
-  Policies are Rego, run by regopy (rego-cpp). The built-in policies (the default SEV-SNP
-  attestation policy and the default resource policy) also have a native evaluator,
-  equivalence-tested against their Rego source and used only when the policy text is
-  exactly the shipped one (:mod:`veritee.appraisal.native`).
+  Policies are Rego, run by regopy (rego-cpp). Shipped policies may also have a native
+  evaluator, equivalence-tested against their Rego source and used only when the policy text
+  is exactly the shipped one (:mod:`veritee.appraisal.native`).
 * :mod:`veritee.appraisal.ear` signs and verifies EAR tokens (ES256).
 * :mod:`veritee.appraisal.reference` models and parses reference values.
 
@@ -13,11 +12,10 @@ Never imports HTTP or the store (DESIGN.md layers).
 """
 
 from veritee.appraisal.defaults import (
-    DEFAULT_POLICY_TEES,
     DEFAULT_RESOURCE_POLICY,
     GENERIC_ATTESTATION_POLICY,
     UNSAFE_ALLOW_ALL_RESOURCE_POLICY,
-    default_attestation_policy,
+    shipped_policy,
 )
 from veritee.appraisal.ear import (
     CLAIM_NAMES,
@@ -53,7 +51,6 @@ from veritee.appraisal.vector import TRUST_CLAIMS, Status, ear_status, ear_tier
 __all__ = [
     "CLAIM_NAMES",
     "CLAIM_RULES",
-    "DEFAULT_POLICY_TEES",
     "DEFAULT_RESOURCE_POLICY",
     "EAR_PROFILE",
     "GENERIC_ATTESTATION_POLICY",
@@ -77,13 +74,13 @@ __all__ = [
     "ReferenceValueError",
     "Status",
     "active",
-    "default_attestation_policy",
     "ear_status",
     "ear_tier",
     "load_or_create_signing_key",
     "parse_reference_values",
     "policy_input",
     "reference_mapping",
+    "shipped_policy",
     "tee_pubkey_from_ear",
     "verify_ear",
 ]

@@ -8,22 +8,12 @@ from typing import Final
 
 from veritee.errors import MisuseError
 
-_TEE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_FILE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\.rego")
 
 
 def _read(name: str) -> str:
     return resources.files("veritee.appraisal").joinpath("policies", name).read_text("utf-8")
 
-
-def _own_policies() -> frozenset[str]:
-    folder = resources.files("veritee.appraisal").joinpath("policies")
-    return frozenset(entry.name.removesuffix(".rego") for entry in folder.iterdir()
-                     if entry.name.endswith(".rego") and not entry.name.startswith(
-                         ("generic", "resource_")))
-
-
-#: TEEs with a default attestation policy of their own; the others get the fallback.
-DEFAULT_POLICY_TEES: Final = _own_policies()
 
 #: Release only when every submodule of the attestation result is affirming.
 DEFAULT_RESOURCE_POLICY: Final = _read("resource_default.rego")
@@ -36,20 +26,26 @@ UNSAFE_ALLOW_ALL_RESOURCE_POLICY: Final = _read("resource_allow_all_unsafe.rego"
 GENERIC_ATTESTATION_POLICY: Final = _read("generic.rego")
 
 
-def default_attestation_policy(tee: str) -> str:
-    """The Rego source of ``tee``'s default attestation policy, or the fail-closed fallback
-    (everything contraindicated) for a TEE without one."""
-    if not isinstance(tee, str) or not _TEE_NAME.fullmatch(tee):
-        raise MisuseError(f"{tee!r} is not a TEE name")
-    if tee in DEFAULT_POLICY_TEES:
-        return _read(f"{tee}.rego")
-    return GENERIC_ATTESTATION_POLICY
+def shipped_policy(name: str | None) -> str:
+    """The Rego source of the shipped policy file ``name`` (a platform descriptor's
+    ``policy``), or the fail-closed fallback (everything contraindicated) for None.
+
+    Raises:
+        MisuseError: ``name`` is not the name of a shipped policy file.
+    """
+    if name is None:
+        return GENERIC_ATTESTATION_POLICY
+    if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):
+        raise MisuseError(f"{name!r} is not the file name of a shipped policy")
+    try:
+        return _read(name)
+    except (FileNotFoundError, OSError) as exc:
+        raise MisuseError(f"veritee ships no policy {name!r}") from exc
 
 
 __all__ = [
-    "DEFAULT_POLICY_TEES",
     "DEFAULT_RESOURCE_POLICY",
     "GENERIC_ATTESTATION_POLICY",
     "UNSAFE_ALLOW_ALL_RESOURCE_POLICY",
-    "default_attestation_policy",
+    "shipped_policy",
 ]

@@ -11,12 +11,9 @@ are all refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +39,7 @@ from veritee.appraisal.errors import (
     EarSignatureError,
 )
 from veritee.appraisal.result import Appraisal
+from veritee.encoding import b64url, b64url_decode
 from veritee.errors import MisuseError
 
 log = logging.getLogger(__name__)
@@ -69,7 +67,6 @@ CLAIM_NAMES: Final[Mapping[str, str]] = MappingProxyType({
 
 #: The submodule whose annotated evidence holds the TEE key (service-anchors.md §1.13 #7).
 PRIMARY_SUBMOD: Final = "cpu0"
-_B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class EarIssuer:
@@ -90,7 +87,7 @@ class EarIssuer:
         self._key = ECKey.import_key(key)
         self._private = key
         self.kid = kid or self._key.thumbprint()
-        self._header = _b64(_json({"alg": ALGORITHM, "typ": "JWT", "kid": self.kid}))
+        self._header = b64url(_json({"alg": ALGORITHM, "typ": "JWT", "kid": self.kid}))
         self.issuer = issuer
         self.ttl_seconds = ttl_seconds
         self.verifier_id = {"developer": developer, "build": verifier_build}
@@ -121,9 +118,9 @@ class EarIssuer:
         annotated evidence.
         """
         claims = self.claims(submods, now=now, extra_annotations=extra_annotations)
-        signing_input = f"{self._header}.{_b64(_json(claims))}"
+        signing_input = f"{self._header}.{b64url(_json(claims))}"
         r, s = decode_dss_signature(self._private.sign(signing_input.encode("ascii"), _ES256))
-        return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
     def public_jwk(self) -> dict[str, Any]:
         public = self._key.as_dict(private=False)
@@ -234,10 +231,6 @@ def _verifies(key: ec.EllipticCurvePublicKey, signature: bytes, signed: bytes) -
     return True
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("ascii")
 
@@ -267,8 +260,8 @@ def _parts(token: Any) -> tuple[dict[str, Any], bytes, bytes, bytes]:
     if isinstance(token, bytes):
         try:
             token = token.decode("ascii")
-        except UnicodeDecodeError:
-            raise EarMalformedError("token is not ASCII text") from None
+        except UnicodeDecodeError as exc:
+            raise EarMalformedError("token is not ASCII text") from exc
     if not isinstance(token, str):
         raise EarMalformedError(f"token is a {type(token).__name__}, not text")
     parts = token.split(".")
@@ -283,19 +276,17 @@ def _parts(token: Any) -> tuple[dict[str, Any], bytes, bytes, bytes]:
 
 def _b64url(part: str, what: str) -> bytes:
     # An empty signature parses, so that `alg: none` is refused for its algorithm.
-    if (not part and what != "signature") or not _B64URL.fullmatch(part) or len(part) % 4 == 1:
+    decoded = b64url_decode(part) if "=" not in part else None
+    if decoded is None or (not part and what != "signature"):
         raise EarMalformedError(f"token {what} is not unpadded base64url")
-    try:
-        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-    except (binascii.Error, ValueError):
-        raise EarMalformedError(f"token {what} is not unpadded base64url") from None
+    return decoded
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise EarMalformedError(f"token {what} is not JSON") from None
+    except (ValueError, RecursionError) as exc:
+        raise EarMalformedError(f"token {what} is not JSON") from exc
     if not isinstance(value, dict):
         raise EarMalformedError(f"token {what} is a JSON {type(value).__name__}, not an object")
     return value
@@ -320,7 +311,7 @@ def _key_for(kid: Any, jwks: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
             raise ValueError("P-256 coordinates are 32 bytes")
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
     except (EarMalformedError, KeyError, ValueError) as exc:
-        raise EarKeyError(f"key {kid!r} does not import: {exc}") from None
+        raise EarKeyError(f"key {kid!r} does not import: {exc}") from exc
 
 
 def _check_times(claims: Mapping[str, Any], now: datetime, leeway: int) -> None:
@@ -393,7 +384,7 @@ def _load(path: Path) -> ec.EllipticCurvePrivateKey:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise MisuseError(f"EAR signing key {path} is not an unencrypted PEM private key: "
-                          f"{exc}") from None
+                          f"{exc}") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve,
                                                                          ec.SECP256R1):
         raise MisuseError(f"EAR signing key {path} is not a P-256 key (ES256)")

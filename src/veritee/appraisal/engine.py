@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -33,8 +34,8 @@ from veritee.appraisal.explain import (
     resolve,
     show,
 )
-from veritee.appraisal.inputs import policy_input
-from veritee.appraisal.native import NativePolicy, native_for
+from veritee.appraisal.inputs import Aliases, policy_input
+from veritee.appraisal.native import BUILTIN, Evaluator, NativePolicy
 from veritee.appraisal.result import Appraisal, Check, Decision
 from veritee.appraisal.vector import CLAIM_MAX, CLAIM_MIN, TRUST_CLAIMS, ear_status, ear_tier
 from veritee.errors import MisuseError
@@ -57,16 +58,24 @@ class PolicyEngine:
     key because regopy bakes it into the compiled bundle (see :mod:`veritee.appraisal.rego`):
     a new reference-value set means one more build (≈7 ms); so does a new resource path for
     a resource policy that reads ``data`` in a way :func:`~veritee.appraisal.rego.
-    request_rewrite` cannot rewrite. The shipped default policies run natively
+    request_rewrite` cannot rewrite. Shipped policies with a native evaluator run natively
     (:mod:`veritee.appraisal.native`).
     """
 
-    def __init__(self, *, max_compiled: int = 256, native: bool = True) -> None:
-        """``native``: evaluate the shipped default policies with their native evaluators
-        (:mod:`veritee.appraisal.native`); False runs every policy in regopy."""
+    def __init__(self, *, max_compiled: int = 256, native: bool = True,
+                 natives: Mapping[tuple[str, str], Evaluator] | None = None,
+                 rewrite_requests: bool = True) -> None:
+        """``natives``: native evaluators of shipped policies, by ``(kind, exact text)``
+        (the platforms' default attestation policies; the built-in resource policy's is
+        always known). ``native=False`` runs every policy in regopy.
+        ``rewrite_requests=False`` builds a resource policy per path as written instead of
+        rewriting it to read the request from its input."""
         self._cache: rego.PolicyCache[rego.CompiledPolicy | NativePolicy] = rego.PolicyCache(
             max_compiled)
         self.native = native
+        self.rewrite_requests = rewrite_requests
+        self._natives: dict[tuple[str, str], Evaluator] = {**BUILTIN, **(natives or {})}
+        self._counts: Counter[str] = Counter()
         self._rewrites: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
@@ -76,8 +85,11 @@ class PolicyEngine:
                  reference_values: Mapping[str, list[Any]],
                  runtime_data: Mapping[str, Any] | None = None,
                  init_data: Mapping[str, Any] | None = None,
-                 policy_version: int | None = None) -> Appraisal:
+                 policy_version: int | None = None, aliases: Aliases | None = None,
+                 init_data_claim: str | None = None) -> Appraisal:
         """Appraise ``claims`` of ``tee`` under ``policy``; never raises for failing claims.
+        ``aliases`` and ``init_data_claim`` shape the policy input as the platform says
+        (:func:`~veritee.appraisal.inputs.policy_input`).
 
         Raises:
             PolicyError: the policy does not compile, fails while running, or sets no valid
@@ -87,9 +99,10 @@ class PolicyEngine:
         """
         if not isinstance(tee, str) or not tee:
             raise MisuseError(f"tee must be a TEE name, not {tee!r}")
-        document = policy_input(tee, claims, runtime_data=runtime_data, init_data=init_data)
+        document = policy_input(tee, claims, runtime_data=runtime_data, init_data=init_data,
+                                aliases=aliases, init_data_claim=init_data_claim)
         references = _references(reference_values)
-        compiled = self._compiled("attestation", policy_id, policy, {"reference": references})
+        compiled = self.compile("attestation", policy_id, policy, {"reference": references})
         outputs = compiled.evaluate(document)
         vector, from_rules = _trust_vector(policy_id, outputs)
         status = ear_status(vector)
@@ -118,7 +131,7 @@ class PolicyEngine:
                                   f"{', '.join(sorted(needed))}")
         data: dict[str, Any] = ({"plugin": "resource", "resource-path": []} if kind == "resource"
                                 else {"reference": {}})
-        self._compiled(kind or "attestation", policy_id, source, data)
+        self.compile(kind or "attestation", policy_id, source, data)
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -160,17 +173,18 @@ class PolicyEngine:
         be rewritten to read the request from its input (:func:`rego.request_rewrite`), or
         on a bundle built for this path."""
         data = {"plugin": "resource", "resource-path": list(route)}
-        shipped = self.native and isinstance(policy, str) and native_for("resource", policy)
-        rewritten = None if shipped else self._request_rewrite(policy)
+        shipped = self.native and isinstance(policy, str) and self._native_for("resource",
+                                                                                policy)
+        rewritten = None if shipped or not self.rewrite_requests else self._request_rewrite(policy)
         if rewritten is not None:
             try:
-                compiled = self._compiled("resource", policy_id, rewritten, {})
+                compiled = self.compile("resource", policy_id, rewritten, {})
             except PolicyError:
                 pass            # compiled below, as written, for the error's true position
             else:
                 return compiled, compiled.evaluate({rego.CLAIMS_KEY: ear_claims,
                                                     rego.REQUEST_KEY: data})
-        compiled = self._compiled("resource", policy_id, policy, data)
+        compiled = self.compile("resource", policy_id, policy, data)
         return compiled, compiled.evaluate(ear_claims)
 
     def _request_rewrite(self, policy: Any) -> str | None:
@@ -188,11 +202,36 @@ class PolicyEngine:
 
     # -- compiling -----------------------------------------------------------------------------
 
-    def _compiled(self, kind: PolicyKind, policy_id: str, source: str,
-                  data: Mapping[str, Any]) -> rego.CompiledPolicy | NativePolicy:
+    def _native_for(self, kind: str, source: str) -> Evaluator | None:
+        """The native evaluator of the shipped policy whose text is exactly ``source``."""
+        return self._natives.get((kind, source))
+
+    @property
+    def compiled_count(self) -> int:
+        """How many compiled policies (per policy text and data document) are cached."""
+        return len(self._cache)
+
+    @property
+    def evaluations(self) -> dict[str, int]:
+        """How often shipped policies ran natively (``native``) and how often an input
+        outside the native domain sent them to regopy (``declined``)."""
+        return dict(self._counts)
+
+    def native_evaluator(self, kind: str, source: str) -> Evaluator | None:
+        """The native evaluator this engine uses for ``source`` (None: regopy runs it)."""
+        return self._native_for(kind, source) if self.native else None
+
+    def compile(self, kind: PolicyKind, policy_id: str, source: str,
+                data: Mapping[str, Any]) -> rego.CompiledPolicy | NativePolicy:
+        """The policy ``source`` compiled with the data document ``data`` (cached), natively
+        evaluated when it is a shipped policy with a native evaluator.
+
+        Raises:
+            PolicyError: it does not compile.
+        """
         if not isinstance(source, str):
             raise PolicyError(f"policy {policy_id!r} is a {type(source).__name__}, not Rego text")
-        evaluator = native_for(kind, source) if self.native else None
+        evaluator = self._native_for(kind, source) if self.native else None
         key = (kind, policy_id, rego.source_digest(source), rego.data_digest(data))
         outputs = ATTESTATION_OUTPUTS if kind == "attestation" else RESOURCE_OUTPUTS
 
@@ -211,7 +250,8 @@ class PolicyEngine:
 
         def build_native() -> NativePolicy:
             return NativePolicy(policy_id=policy_id, text=rego.PolicyText.read(
-                source, policy_id=policy_id), evaluator=evaluator, data=data, fallback=regopy)
+                source, policy_id=policy_id), evaluator=evaluator, data=data, fallback=regopy,
+                counts=self._counts)
 
         return self._cache.get((*key, "native"), build_native)
 

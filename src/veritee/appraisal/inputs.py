@@ -6,8 +6,8 @@
  "init_data": "<hex>", "init_data_claims": {...}}
 ```
 
-(service-anchors.md §1.5, ``transform_claims``). One mapping function per TEE adds the flat
-claim names Trustee's verifier emits, so a Trustee policy ports with little change. The
+(service-anchors.md §1.5, ``transform_claims``). Each platform may name a function that adds
+the flat claim names Trustee's verifier emits, so a Trustee policy ports with little change. The
 aliases carry veritee's types (integers, booleans, lowercase hex), not Trustee's strings;
 reference values must use the same types. An alias never replaces a claim of the same name.
 """
@@ -15,54 +15,26 @@ reference values must use the same types. An alias never replaces a claim of the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from veritee.errors import MisuseError
 
-
-def snp_aliases(claims: Mapping[str, Any]) -> dict[str, Any]:
-    """Trustee's flat SNP claim names (trustee ``deps/verifier/src/snp``), from ours."""
-    tcb = _mapping(claims.get("reported_tcb"))
-    policy = _mapping(claims.get("policy_flags"))
-    platform = _mapping(claims.get("platform_flags"))
-    aliases = {
-        "reported_tcb_bootloader": tcb.get("bootloader"),
-        "reported_tcb_tee": tcb.get("tee"),
-        "reported_tcb_snp": tcb.get("snp"),
-        "reported_tcb_microcode": tcb.get("microcode"),
-        "reported_tcb_fmc": tcb.get("fmc"),
-        "policy_abi_major": policy.get("abi_major"),
-        "policy_abi_minor": policy.get("abi_minor"),
-        "policy_smt_allowed": policy.get("smt"),
-        "policy_migrate_ma": policy.get("migrate_ma"),
-        "policy_debug_allowed": policy.get("debug"),
-        "policy_single_socket": policy.get("single_socket"),
-        "platform_smt_enabled": platform.get("smt_en"),
-        "platform_tsme_enabled": platform.get("tsme_en"),
-        "init_data": claims.get("host_data"),
-    }
-    return {name: value for name, value in aliases.items() if value is not None}
-
-
-#: Per TEE: the function adding Trustee's claim names.
-CLAIM_ALIASES: Final[dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]]] = {
-    "snp": snp_aliases,
-}
-
-#: Per TEE: the claim that carries the init-data digest (service-anchors.md §1.3 table).
-INIT_DATA_CLAIM: Final[dict[str, str]] = {
-    "snp": "host_data",
-}
+#: Adds Trustee's claim names for one TEE (a platform's ``policy_input`` hook).
+Aliases = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 def policy_input(tee: str, claims: Mapping[str, Any], *,
                  runtime_data: Mapping[str, Any] | None = None,
-                 init_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 init_data: Mapping[str, Any] | None = None,
+                 aliases: Aliases | None = None,
+                 init_data_claim: str | None = None) -> dict[str, Any]:
     """The ``input`` document for ``tee``'s attestation policy.
 
     ``runtime_data`` is the structured runtime data the evidence is bound to (nonce,
-    tee-pubkey, ...); ``init_data`` the parsed init-data claims. The top-level ``init_data``
-    and ``report_data`` are the hex values of the TEE's binding fields, or ``""``.
+    tee-pubkey, ...); ``init_data`` the parsed init-data claims; ``aliases`` the platform's
+    Trustee claim names; ``init_data_claim`` the claim holding the TEE's init-data field. The
+    top-level ``init_data`` and ``report_data`` are the hex values of the TEE's binding
+    fields, or ``""``.
 
     Raises:
         MisuseError: ``claims``, ``runtime_data`` or ``init_data`` is not a mapping.
@@ -72,28 +44,19 @@ def policy_input(tee: str, claims: Mapping[str, Any], *,
         if value is not None and not isinstance(value, Mapping):
             raise MisuseError(f"{name} is a {type(value).__name__}, not a mapping")
     tee_claims = dict(claims)
-    for name, value in CLAIM_ALIASES.get(tee, _no_aliases)(claims).items():
+    for name, value in (aliases(claims) if aliases is not None else {}).items():
         tee_claims.setdefault(name, value)
-    init_claim = INIT_DATA_CLAIM.get(tee)
     return {
         tee: tee_claims,
         "report_data": _hex(claims.get("report_data")),
         "runtime_data_claims": dict(runtime_data or {}),
-        "init_data": _hex(claims.get(init_claim)) if init_claim else "",
+        "init_data": _hex(claims.get(init_data_claim)) if init_data_claim else "",
         "init_data_claims": dict(init_data or {}),
     }
-
-
-def _no_aliases(claims: Mapping[str, Any]) -> dict[str, Any]:
-    return {}
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _hex(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-__all__ = ["CLAIM_ALIASES", "INIT_DATA_CLAIM", "policy_input", "snp_aliases"]
+__all__ = ["Aliases", "policy_input"]

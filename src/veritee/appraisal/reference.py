@@ -106,7 +106,7 @@ def _as_mapping(document: Mapping[str, Any] | str | bytes, source: str) -> Mappi
         try:
             document = document.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ReferenceValueError(f"{source}: not UTF-8 text ({exc})") from None
+            raise ReferenceValueError(f"{source}: not UTF-8 text ({exc})") from exc
     if isinstance(document, str):
         document = _parse_text(document, source)
     if not isinstance(document, Mapping):
@@ -123,7 +123,7 @@ def _parse_text(text: str, source: str) -> Any:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as toml_error:
             raise ReferenceValueError(
-                f"{source}: neither JSON ({json_error}) nor TOML ({toml_error})") from None
+                f"{source}: neither JSON ({json_error}) nor TOML ({toml_error})") from toml_error
 
 
 def _is_sample_message(mapping: Mapping[str, Any]) -> bool:
@@ -142,7 +142,7 @@ def _sample_payload(message: Mapping[str, Any], source: str) -> Mapping[str, Any
         payload = json.loads(base64.b64decode(message["payload"], validate=True))
     except (binascii.Error, ValueError) as exc:
         raise ReferenceValueError(
-            f"{source}: the sample payload is not base64 of a JSON object ({exc})") from None
+            f"{source}: the sample payload is not base64 of a JSON object ({exc})") from exc
     if not isinstance(payload, Mapping):
         raise ReferenceValueError(
             f"{source}: the sample payload is {type(payload).__name__}, not an object")
@@ -187,7 +187,7 @@ def _values(name: str, values: Any) -> list[Any]:
     try:
         canonical_json(values)
     except MisuseError as exc:
-        raise ReferenceValueError(f"reference value {name}: {exc.detail}") from None
+        raise ReferenceValueError(f"reference value {name}: {exc.detail}") from exc
     return list(values)
 
 
@@ -203,9 +203,9 @@ def _expires(name: str, value: Any) -> datetime | None:
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
-        except ValueError:
+        except ValueError as exc:
             raise ReferenceValueError(
-                f"reference value {name}: expires {value!r} is not an RFC 3339 time") from None
+                f"reference value {name}: expires {value!r} is not an RFC 3339 time") from exc
     if not isinstance(value, datetime):
         raise ReferenceValueError(f"reference value {name}: expires is {_type(value)}, not a time")
     if value.tzinfo is None:

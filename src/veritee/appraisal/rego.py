@@ -1,7 +1,8 @@
 """Rego policies compiled and evaluated with regopy (rego-cpp), and what we learn from their text.
 
 Measured with regopy 1.5.2 on the project machine (scratch scripts, not kept; best of several
-runs on a shared 2-vCPU machine), for the default SNP policy and real SnpClaims with aliases:
+runs on a shared 2-vCPU machine), for a default attestation policy and real verifier claims
+with aliases:
 
 * A compiled bundle (``Interpreter.build`` + ``query_bundle``) is about 6× faster than the
   interpreter (``query``) and is what we use: ≈1.1 ms per evaluation including ≈0.4 ms to pass
@@ -16,7 +17,7 @@ runs on a shared 2-vCPU machine), for the default SNP policy and real SnpClaims 
   For the same reason policies may not use ``with`` at all (:func:`prepare_source`).
 * ``set_input(dict)`` silently corrupts some values (integers beyond 64 bits wrap, floats
   keep six decimals so ``1e-07`` becomes 0, strings stop at NUL), but it is ≈0.35 ms faster
-  than JSON text for an SNP input (0.40 against 0.75 ms). So documents holding only values it
+  than JSON text for a typical input (0.40 against 0.75 ms). So documents holding only values it
   passes faithfully (null, booleans, 64-bit integers, strings without NUL, lists, dicts with
   string keys) go through ``set_input``, and anything else as JSON text (``set_input_term``).
 * rego-cpp's parser for the data document misreads floats in exponent form (``1e-07``
@@ -69,6 +70,26 @@ OUTPUT_PACKAGE: Final = "veritee_output"
 OUTPUT_MODULE: Final = "veritee_output.rego"
 RESULT_VAR: Final = "result"
 UNSAFE_MARKER: Final = re.compile(r"(?m)^#\s*veritee:\s*unsafe\b")
+#: ``# veritee: tees <tee>[, <tee> ...]`` — the TEEs an attestation policy applies to.
+TEES_DIRECTIVE: Final = re.compile(r"(?m)^#[ \t]*veritee:[ \t]*tees[ \t]+([^\n]*)$")
+_TEE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+
+
+def declared_tees(source: str) -> frozenset[str] | None:
+    """The TEEs named by the policy's ``# veritee: tees ...`` line; None without one.
+
+    Raises:
+        PolicyError: the line names something that is not a TEE name, or nothing.
+    """
+    match = TEES_DIRECTIVE.search(source) if isinstance(source, str) else None
+    if match is None:
+        return None
+    names = [n for n in re.split(r"[\s,]+", match.group(1).strip()) if n]
+    bad = [n for n in names if not _TEE_NAME.fullmatch(n)]
+    if not names or bad:
+        raise PolicyError(f"the '# veritee: tees' line must list TEE names, found "
+                          f"{match.group(1).strip()!r}")
+    return frozenset(names)
 
 _RULE_HEAD: Final = re.compile(
     r"(?m)^(?:default[ \t]+)?([A-Za-z_]\w*)[ \t]*(?=:=|=|\bif\b|\{|\bcontains\b|\[|\()")
@@ -224,6 +245,8 @@ class PolicyText:
     """Per rule: the input paths and reference-value names each of its bodies mentions."""
     unsafe: bool
     """The policy is marked ``# veritee: unsafe``."""
+    tees: frozenset[str] | None = None
+    """The TEEs it declares it applies to (``# veritee: tees ...``); None: any."""
 
     @classmethod
     def read(cls, source: str, *, policy_id: str) -> PolicyText:
@@ -239,7 +262,8 @@ class PolicyText:
                 continue
         return cls(source=prepared, rules=rules, defaults=defaults,
                    reads={rule: _reads(prepared, code, rule) for rule in rules},
-                   unsafe=UNSAFE_MARKER.search(source) is not None)
+                   unsafe=UNSAFE_MARKER.search(source) is not None,
+                   tees=declared_tees(source))
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +339,7 @@ class CompiledPolicy:
             self._bundle = builder.build(f"{RESULT_VAR} := data.{OUTPUT_PACKAGE}.{RESULT_VAR}")
         except regopy.RegoError as exc:
             raise PolicyError(f"policy {policy_id!r} does not compile: "
-                              f"{compile_error_message(str(exc), sources)}") from None
+                              f"{compile_error_message(str(exc), sources)}") from exc
         if not self._bundle.ok():
             raise PolicyError(f"policy {policy_id!r} does not compile (rego-cpp built no bundle)")
         _check_calls(policy_id, text, builder)
@@ -339,18 +363,18 @@ class CompiledPolicy:
                 ok, text, errors = _query_bundle(self._runner, self._bundle)
             except regopy.RegoError as exc:
                 raise PolicyError(f"policy {self.policy_id!r} could not run: "
-                                  f"{compile_error_message(str(exc), {})}") from None
+                                  f"{compile_error_message(str(exc), {})}") from exc
             except UnicodeEncodeError as exc:
-                raise PolicyError(f"policy input is not Unicode text: {exc}") from None
+                raise PolicyError(f"policy input is not Unicode text: {exc}") from exc
         if not ok:
             raise PolicyError(f"policy {self.policy_id!r} failed: {errors or text}")
         if text == "undefined":
             return None
         try:
             results = json.loads(text)
-        except ValueError:      # rego-cpp reports some errors as an "ok" S-expression
+        except ValueError as exc:      # rego-cpp reports some errors as an "ok" S-expression
             raise PolicyError(f"policy {self.policy_id!r} failed: "
-                              f"{compile_error_message(text, {})}") from None
+                              f"{compile_error_message(text, {})}") from exc
         first = results[0] if isinstance(results, list) and results else results
         bindings = first.get("bindings") if isinstance(first, dict) else None
         return bindings.get(RESULT_VAR) if isinstance(bindings, dict) else None
@@ -430,7 +454,7 @@ def _to_json(value: Any, *, what: str) -> str:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
         text.encode("utf-8")
     except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
-        raise PolicyError(f"{what} is not JSON: {exc}") from None
+        raise PolicyError(f"{what} is not JSON: {exc}") from exc
     return text
 
 
@@ -509,7 +533,7 @@ def data_digest(data: Mapping[str, Any]) -> str:
         text = json.dumps(data, sort_keys=True, allow_nan=False, ensure_ascii=False,
                           separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
-        raise PolicyError(f"policy data is not JSON: {exc}") from None
+        raise PolicyError(f"policy data is not JSON: {exc}") from exc
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 

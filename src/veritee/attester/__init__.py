@@ -1,21 +1,8 @@
-"""The guest side: evidence collectors (configfs-tsm, /dev/sev-guest, emulated) and the KBS
-client (:mod:`veritee.attester.kbs_client`)."""
+"""The guest side: the KBS client (:mod:`veritee.attester.kbs_client`), the Linux
+configfs-tsm interface every TEE driver shares (:mod:`veritee.attester.tsm`), and one room
+per TEE with its collectors (``veritee/attester/<room>``), named by the platform
+descriptors."""
 
 from veritee.attester.errors import CollectorError, CollectorUnavailableError
-from veritee.attester.snp import (
-    EmulatedSnpCollector,
-    HardwareSnpCollector,
-    SnpCollected,
-    SnpCollector,
-    collect_snp,
-)
 
-__all__ = [
-    "CollectorError",
-    "CollectorUnavailableError",
-    "EmulatedSnpCollector",
-    "HardwareSnpCollector",
-    "SnpCollected",
-    "SnpCollector",
-    "collect_snp",
-]
+__all__ = ["CollectorError", "CollectorUnavailableError"]

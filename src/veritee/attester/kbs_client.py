@@ -8,7 +8,6 @@ an emulated TEE).
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from veritee import binding
+from veritee.encoding import b64url
 from veritee.errors import MisuseError, UndecidedError, VeriteeError
+from veritee.tee import get_platform
 
 PROTOCOL_VERSION = "0.4.0"
 SESSION_COOKIE = "kbs-session-id"
@@ -54,8 +55,8 @@ class TeeKey:
         numbers = self.private.public_key().public_numbers()
         crv = {256: "P-256", 384: "P-384", 521: "P-521"}[self.private.curve.key_size]
         return {"kty": "EC", "crv": crv, "alg": "ECDH-ES+A256KW",
-                "x": _b64url(numbers.x.to_bytes(size, "big")),
-                "y": _b64url(numbers.y.to_bytes(size, "big"))}
+                "x": b64url(numbers.x.to_bytes(size, "big")),
+                "y": b64url(numbers.y.to_bytes(size, "big"))}
 
     def decrypt(self, sealed: Mapping[str, Any]) -> bytes:
         key = ECKey.import_key(self.private.private_bytes(
@@ -117,11 +118,14 @@ class KbsClient:
         return {"tee-pubkey": self.key.jwk(), "nonce": nonce, "additional-evidence": ""}
 
     def report_data(self, nonce: str, extra_params: Any) -> bytes:
-        algorithm: str = binding.default_hash_algorithm(self.tee)
+        """The report-data bytes binding ``nonce`` and this guest's key, with the hash the
+        broker selected (else the TEE's default) placed as the TEE's rule says."""
+        platform = get_platform(self.tee)
+        algorithm: str = platform.hash_algorithm
         if isinstance(extra_params, Mapping) and extra_params.get("selected-hash-algorithm"):
             algorithm = str(extra_params["selected-hash-algorithm"])
         digest = binding.runtime_data_digest(self.runtime_data(nonce), algorithm)
-        return binding.expected_report_data(self.tee, digest)
+        return platform.report_data.expected(digest)
 
     def attest(self, *, bind_to_nonce: str | None = None) -> Attested:
         """Run auth and attest. ``bind_to_nonce`` binds the evidence to another (old) nonce,
@@ -178,7 +182,3 @@ def _raise_for_problem(response: httpx.Response, what: str) -> None:
     variant = str(problem.get("type", "")).rsplit("/", 1)[-1] or f"HTTP {response.status_code}"
     raise KbsClientError(f"{what}: {variant}: {problem.get('detail', '')}",
                          http_status=response.status_code, problem=problem)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

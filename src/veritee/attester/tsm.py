@@ -2,7 +2,7 @@
 
 The kernel ABI (Documentation/ABI/testing/configfs-tsm-report): ``mkdir`` an entry, write up
 to 64 bytes of caller data to ``inblob`` (and options such as ``privlevel``), read
-``outblob`` (the report; for ``sev_guest`` the SNP ATTESTATION_REPORT) and ``auxblob`` (for
+``outblob`` (the TEE driver's report) and ``auxblob`` (for
 ``sev_guest`` the GHCB certificate table), and ``rmdir`` the entry. ``provider`` names the
 TEE driver (``sev_guest``, ``tdx_guest``). ``generation`` counts the writes to the entry:
 when it advanced by more than our own writes, another process wrote in between and the

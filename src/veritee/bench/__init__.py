@@ -1,26 +1,35 @@
 """Benchmarks: each measures one operation and its unavoidable floor in the same run.
 
 CONTRACT.md §4. A benchmark is an object with the :class:`~veritee.bench.core.Benchmark`
-shape, named in :data:`BENCHMARKS`; ``veritee bench --list`` shows them. To add one, write
-``veritee/bench/<name>.py`` with a module-level benchmark object and list it here.
+shape. The benchmarks of the whole service are listed in :data:`BENCHMARKS`; each platform
+names its own in its descriptor (``benchmarks``), so ``veritee bench --list`` shows both.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from veritee.bench.core import Benchmark, BenchResult, Figure, Settings, compare, throughput
 from veritee.errors import MisuseError
+from veritee.tee import load, platforms
 
-#: Benchmark name → "module:attribute" of its :class:`Benchmark` (imported on use).
+#: Benchmarks of the service as a whole: name → "module:attribute" (imported on use).
 BENCHMARKS: dict[str, str] = {
     "broker": "veritee.bench.broker:BENCHMARK",
-    "snp": "veritee.bench.snp:BENCHMARK",
+    "store": "veritee.bench.store:BENCHMARK",
 }
 
 
+def _all() -> dict[str, str]:
+    found = dict(BENCHMARKS)
+    for platform in platforms():
+        for name, target in platform.benchmarks:
+            if name in found:
+                raise MisuseError(f"two benchmarks are called {name!r}")
+            found[name] = target
+    return found
+
+
 def names() -> list[str]:
-    return sorted(BENCHMARKS)
+    return sorted(_all())
 
 
 def get(name: str) -> Benchmark:
@@ -29,11 +38,10 @@ def get(name: str) -> Benchmark:
     Raises:
         MisuseError: no benchmark has that name.
     """
-    target = BENCHMARKS.get(name)
+    target = _all().get(name)
     if target is None:
         raise MisuseError(f"no benchmark named {name!r}; known: {', '.join(names())}")
-    module, _, attribute = target.partition(":")
-    benchmark: Benchmark = getattr(importlib.import_module(module), attribute)
+    benchmark: Benchmark = load(target)
     return benchmark
 
 

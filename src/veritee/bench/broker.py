@@ -1,33 +1,33 @@
-"""``veritee bench broker``: full KBS flows per second against the SNP verification ceiling.
+"""``veritee bench broker``: full KBS flows per second against the verification ceiling.
 
 A flow is what one guest does to get one secret: ``POST /kbs/v0/auth``, then
-``POST /kbs/v0/attest`` with an emulated SNP report (configfs-tsm form: report plus
-certificate table) bound to the challenge and a fresh P-256 TEE key, then
-``GET /kbs/v0/resource/...`` with the EAR token, and the JWE decrypted and checked. Each
-flow is a new guest: a new TEE key, and a new TCP connection (the last request says
-``Connection: close``), which also spreads the flows over the broker's workers.
+``POST /kbs/v0/attest`` with emulated evidence (from the platform descriptor's
+``broker_guest``, in the form that platform's guests send) bound to the challenge and
+a fresh P-256 TEE key, then ``GET /kbs/v0/resource/...`` with the EAR token, and the JWE
+decrypted and checked. Each flow is a new guest: a new TEE key, and a new TCP connection
+(the last request says ``Connection: close``), which also spreads the flows over the
+broker's workers.
 
-The broker runs as it does in production, in a subprocess: :func:`veritee.broker.server.run`
+The broker runs as it does in production, in a subprocess: :func:`veritee.server.run.run`
 with one uvicorn worker per core, an SQLite store in a temporary data directory, emulated
 roots trusted and no network. Reference values and the secret are provisioned through the
 admin API. The load comes from this process: ``concurrency`` guests in one asyncio loop,
 each with its own httpx client, running flows back to back for ``seconds``; latency is
 measured per flow, from the first request to the checked plaintext.
 
-The ceiling (``floor``) is SEV-SNP verification alone — the same emulated extended report,
-one warm verifier shared by two threads (:mod:`veritee.bench.snp`) — measured in the same
-run, in slices between the load phases, while the broker is idle. ``ratio_to_floor`` is the
-best flows/s over that ceiling: how much of the machine's verification capacity survives
-HTTP, the store, appraisal, tokens and the JWE. The load client shares the machine's cores
-with the broker, so the ratio counts the guests' own work (signing reports, decrypting)
-against the broker; each level therefore also reports the CPU time per flow of the broker's
+The ceiling (``floor``) is verification alone — the same emulated evidence, one warm verifier
+shared by two threads (the platform's own benchmark workload) — measured in the same run, in
+slices between the load phases, while the broker is idle. ``ratio_to_floor`` is the best
+flows/s over that ceiling: how much of the machine's verification capacity survives HTTP,
+the store, appraisal, tokens and the JWE. The load client shares the machine's cores with
+the broker, so the ratio counts the guests' own work (signing reports, decrypting) against
+the broker; each level therefore also reports the CPU time per flow of the broker's
 processes and of the guests (from /proc, on Linux), which stays meaningful on a busy machine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import json
@@ -41,33 +41,32 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
 from veritee import binding
-from veritee.bench import snp
 from veritee.bench.core import BenchResult, Figure, Settings, throughput
 from veritee.broker.admin import mint_admin_token
 from veritee.broker.config import Config, ServerConfig, VerificationConfig
 from veritee.broker.jwe import concat_kdf
-from veritee.broker.server import run
+from veritee.encoding import b64url, b64url_decode
 from veritee.errors import MisuseError
-from veritee.tee.snp.layout import SIGNED_SIZE
-from veritee.testing.snp import DEFAULT_MEASUREMENT, SnpEmulator
+from veritee.server.run import run
+from veritee.tee import Platform, get_platform, platforms
 
 CONCURRENCY = (1, 8, 32)
 CEILING_THREADS = 2
-FLOOR_NAME = f"snp-verify-{CEILING_THREADS}-threads"
+#: What the benchmark's broker is configured with beyond the defaults (for the figures).
+LIMITS_NOTE = "default broker limits"
 SECRET_PATH = "bench/key/secret"
 SECRET = b"veritee bench broker: the released secret"
 START_TIMEOUT = 60.0
@@ -213,17 +212,15 @@ def _sigterm_as_exit() -> Iterator[None]:
 # -- provisioning --------------------------------------------------------------------------------
 
 
-def provision(broker: ServedBroker) -> None:
+def provision(broker: ServedBroker, guest: Guest) -> None:
     """Reference values for the emulated guest and the secret, through the admin API."""
     key = serialization.load_pem_private_key(
         (broker.data_dir / "admin-key.pem").read_bytes(), password=None)
     token = mint_admin_token(key, now=datetime.now(UTC))
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=broker.url, headers=headers, timeout=30) as admin:
-        _expect(admin.post("/kbs/v0/reference-value", json={
-            "snp_launch_measurement": [DEFAULT_MEASUREMENT.hex()],
-            "allow_emulated": [True],
-        }), "reference values")
+        _expect(admin.post("/kbs/v0/reference-value", json=guest.reference_values()),
+                "reference values")
         _expect(admin.post(f"/kbs/v0/resource/{SECRET_PATH}", content=SECRET,
                            headers={"Content-Type": "application/octet-stream"}), "secret")
 
@@ -237,43 +234,33 @@ def _expect(response: httpx.Response, what: str) -> httpx.Response:
 # -- the guests ------------------------------------------------------------------------------------
 
 
-#: ATTESTATION_REPORT.REPORT_DATA (SEV-SNP ABI Table 23; tee/snp/layout.py's field table).
-REPORT_DATA = slice(0x50, 0x90)
+class Guest(Protocol):
+    """The emulated guest side of the flows, as a platform's ``broker_guest`` provides it."""
+
+    tee: str
+
+    def reference_values(self) -> dict[str, Any]:
+        """What the broker must hold for the guests to be affirming."""
+        ...
+
+    def evidence(self, report_data: bytes) -> Any:
+        """Primary evidence bound to ``report_data`` (fresh, as the hardware would sign it)."""
+        ...
 
 
-@dataclass
-class Guest:
-    """The emulated SNP guest side of the flows (one emulated machine, fresh keys per flow).
+def bench_platform(tee: str | None) -> Platform:
+    """The platform whose guests drive the benchmark: ``tee``, or the first registered one
+    that provides broker guests.
 
-    Like the PSP, it signs one report per request: the emulator's report with the request's
-    REPORT_DATA, signed with the emulated VCEK (ECDSA P-384, the signature little-endian
-    R and S of 72 bytes each, Table 134); the rest of the report is built once.
+    Raises:
+        MisuseError: ``tee`` provides none, or no platform does.
     """
-
-    emulator: SnpEmulator = field(default_factory=SnpEmulator)
-
-    def __post_init__(self) -> None:
-        self._auxblob = base64.urlsafe_b64encode(self.emulator.cert_table()).decode()
-        self._template = self.emulator.report(bytes(64))
-        self._key = self.emulator.vek_key
-
-    def report(self, report_data: bytes) -> bytes:
-        """The emulator's signed report for ``report_data`` (64 bytes)."""
-        if len(report_data) != 64:
-            raise BrokerBenchError("report_data must be 64 bytes")
-        template = self._template
-        signed = template[:REPORT_DATA.start] + report_data + template[REPORT_DATA.stop:SIGNED_SIZE]
-        r, s = decode_dss_signature(self._key.sign(signed, _ECDSA_SHA384))
-        return (signed + r.to_bytes(72, "little") + s.to_bytes(72, "little")
-                + template[SIGNED_SIZE + 144:])
-
-    def evidence(self, report_data: bytes) -> dict[str, str]:
-        """configfs-tsm evidence: a freshly signed report and the certificate table."""
-        return {"outblob": base64.urlsafe_b64encode(self.report(report_data)).decode(),
-                "auxblob": self._auxblob, "provider": "sev_guest\n"}
-
-
-_ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
+    candidates = [p for p in platforms() if p.broker_guest is not None]
+    chosen = [p for p in candidates if tee is None or p.tee == tee]
+    if not chosen:
+        offered = ", ".join(p.tee for p in candidates) or "none"
+        raise MisuseError(f"no broker benchmark guests for TEE {tee!r}; offered by: {offered}")
+    return chosen[0]
 
 
 async def flow(client: httpx.AsyncClient, guest: Guest) -> float:
@@ -284,10 +271,12 @@ async def flow(client: httpx.AsyncClient, guest: Guest) -> float:
     """
     started = time.perf_counter()
     key = ec.generate_private_key(ec.SECP256R1())
-    auth = _expect(await client.post("/kbs/v0/auth", json={"version": "0.4.0", "tee": "snp"}),
-                   "auth")
+    auth = _expect(await client.post("/kbs/v0/auth", json={"version": "0.4.0",
+                                                           "tee": guest.tee}), "auth")
     runtime = {"tee-pubkey": _jwk(key), "nonce": auth.json()["nonce"], "additional-evidence": ""}
-    report_data = binding.expected_report_data("snp", binding.runtime_data_digest(runtime))
+    platform = get_platform(guest.tee)
+    report_data = platform.report_data.expected(
+        binding.runtime_data_digest(runtime, platform.hash_algorithm))
     attest = _expect(await client.post("/kbs/v0/attest", json={
         "runtime-data": runtime,
         "tee-evidence": {"primary_evidence": guest.evidence(report_data),
@@ -303,8 +292,8 @@ async def flow(client: httpx.AsyncClient, guest: Guest) -> float:
 def _jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
     numbers = key.public_key().public_numbers()
     return {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW",
-            "x": _b64url(numbers.x.to_bytes(32, "big")),
-            "y": _b64url(numbers.y.to_bytes(32, "big"))}
+            "x": b64url(numbers.x.to_bytes(32, "big")),
+            "y": b64url(numbers.y.to_bytes(32, "big"))}
 
 
 def decrypt(key: ec.EllipticCurvePrivateKey, sealed: dict[str, str]) -> bytes:
@@ -320,12 +309,11 @@ def decrypt(key: ec.EllipticCurvePrivateKey, sealed: dict[str, str]) -> bytes:
                                sealed["protected"].encode("ascii"))
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    decoded = b64url_decode(text)
+    if decoded is None:
+        raise BrokerBenchError("the JWE holds a field that is not base64url")
+    return decoded
 
 
 # -- measuring -------------------------------------------------------------------------------------
@@ -492,20 +480,21 @@ async def run_level(url: str, guest: Guest, concurrency: int, seconds: float) ->
 @dataclass(frozen=True)
 class BrokerBenchmark:
     name: str = "broker"
-    description: str = ("full KBS flows/s (auth, attest with emulated SNP evidence, resource) "
-                        "at concurrency 1, 8, 32 vs. 2-thread SNP verification")
+    description: str = ("full KBS flows/s (auth, attest with emulated evidence, resource) at "
+                        "concurrency 1, 8, 32 vs. 2-thread verification of the same evidence "
+                        "(--tee chooses the platform)")
 
     def planned_seconds(self, settings: Settings) -> float:
         return min(WARMUP_SECONDS, settings.seconds) + (len(CONCURRENCY) + 1) * settings.seconds
 
     def run(self, settings: Settings) -> BenchResult:
         workers = os.cpu_count() or 1
-        verify, _ = snp.workload()
-        guest = Guest()
+        platform = bench_platform(settings.tee)
+        guest, verify = platform.load("broker_guest")()
         ceiling_ops = ceiling_time = 0.0
         levels: list[Level] = []
         with served_broker(workers) as broker:
-            provision(broker)
+            provision(broker, guest)
             warmup = min(WARMUP_SECONDS, settings.seconds)
             asyncio.run(run_level(broker.url, guest, 2 * workers, warmup))
             settings.advance("warm-up", warmup)
@@ -517,18 +506,21 @@ class BrokerBenchmark:
                 level = asyncio.run(measure_level(broker, guest, concurrency, settings.seconds))
                 levels.append(level)
                 settings.advance(f"concurrency {concurrency}", level.elapsed)
-        return _result(self.name, settings, levels, ceiling_ops / ceiling_time, workers)
+        return _result(self.name, settings, levels, ceiling_ops / ceiling_time,
+                       workers=workers, tee=guest.tee)
 
 
-def _result(name: str, settings: Settings, levels: list[Level], ceiling: float,
-            workers: int) -> BenchResult:
+def _result(name: str, settings: Settings, levels: list[Level], ceiling: float, *,
+            workers: int, tee: str) -> BenchResult:
     best = max(levels, key=lambda level: level.flows_per_s)
-    extra: dict[str, Any] = {"unit": "full flows/s (best concurrency)", "workers": workers,
-                             "best_concurrency": best.concurrency}
+    extra: dict[str, Any] = {"unit": "full flows/s (best concurrency)", "tee": tee,
+                             "workers": workers, "best_concurrency": best.concurrency,
+                             "limits": LIMITS_NOTE}
     extra.update({f"concurrency_{level.concurrency}": level.to_dict() for level in levels})
     return BenchResult(benchmark=name, ops_per_s=best.flows_per_s,
-                       floor=Figure(FLOOR_NAME, ceiling), peer=None, threads=CEILING_THREADS,
-                       seconds=settings.seconds, extra=extra)
+                       floor=Figure(f"{tee}-verify-{CEILING_THREADS}-threads", ceiling),
+                       peer=None, threads=CEILING_THREADS, seconds=settings.seconds,
+                       extra=extra)
 
 
 BENCHMARK = BrokerBenchmark()

@@ -33,6 +33,9 @@ class Settings:
     threads: int = 1
     advance: Callable[[str, float], None] = _ignore
     """Called after each timed round with a label and the seconds it took (progress)."""
+    tee: str | None = None
+    """The platform a benchmark that can drive several (``broker``) drives; None: its
+    default."""
 
 
 @dataclass(frozen=True)

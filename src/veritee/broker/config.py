@@ -8,6 +8,8 @@ Unknown keys are refused, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -234,3 +236,25 @@ def _parse_env(current: Any, raw: str, var: str) -> Any:
     if isinstance(current, tuple):
         return tuple(p for p in raw.split(os.pathsep) if p)
     return raw
+
+
+#: The file in the data directory where ``veritee serve`` says where it listens, so that
+#: ``veritee admin`` finds a local broker without --url.
+ENDPOINT_FILE = "serve.json"
+
+
+def write_endpoint(config: Config, url: str) -> None:
+    """Record ``url`` in the data directory (best effort: a read-only one is not an error)."""
+    path = config.data_path / ENDPOINT_FILE
+    with contextlib.suppress(OSError):
+        path.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+
+
+def read_endpoint(data_dir: Path) -> str | None:
+    """The URL a ``veritee serve`` with this data directory recorded, if any."""
+    try:
+        document = json.loads((data_dir / ENDPOINT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    url = document.get("url") if isinstance(document, dict) else None
+    return url if isinstance(url, str) else None

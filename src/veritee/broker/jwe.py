@@ -8,7 +8,6 @@ The ephemeral key (``epk``) goes in the *protected* header, as Trustee's KBS doe
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import struct
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
+from veritee.encoding import b64url, b64url_decode
 from veritee.errors import MisuseError
 
 _CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
@@ -32,14 +32,6 @@ ALGORITHMS = ("ECDH-ES+A256KW", "RSA-OAEP-256")
 
 class JweKeyError(MisuseError):
     """The tee-pubkey cannot receive a JWE (unsupported type, curve or algorithm)."""
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def encrypt(plaintext: bytes, tee_pubkey: Mapping[str, Any]) -> dict[str, str]:
@@ -68,13 +60,13 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey | r
     try:
         if jwk.get("kty") == "EC":
             curve, size = _CURVES[str(jwk.get("crv"))]
-            x, y = b64url_decode(str(jwk["x"])), b64url_decode(str(jwk["y"]))
+            x, y = _b64(jwk, "x"), _b64(jwk, "y")
             if len(x) != size or len(y) != size:
                 raise JweKeyError(f"{jwk.get('crv')} coordinates must be {size} bytes")
             return ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + x + y)
         if jwk.get("kty") == "RSA":
-            n = int.from_bytes(b64url_decode(str(jwk["n"])), "big")
-            e = int.from_bytes(b64url_decode(str(jwk["e"])), "big")
+            n = int.from_bytes(_b64(jwk, "n"), "big")
+            e = int.from_bytes(_b64(jwk, "e"), "big")
             if n.bit_length() < 2048:
                 raise JweKeyError(
                     f"RSA tee-pubkey is {n.bit_length()} bits; at least 2048 required")
@@ -84,6 +76,13 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey | r
     except (KeyError, ValueError, TypeError) as exc:
         raise JweKeyError(f"tee-pubkey is not a valid public JWK: {exc}") from exc
     raise JweKeyError(f"tee-pubkey kty is {jwk.get('kty')!r}; expected 'EC' or 'RSA'")
+
+
+def _b64(jwk: Mapping[str, Any], name: str) -> bytes:
+    value = b64url_decode(jwk[name]) if isinstance(jwk.get(name), str) else None
+    if value is None:
+        raise JweKeyError(f"tee-pubkey {name!r} is not base64url text")
+    return value
 
 
 def _ecdh_es(plaintext: bytes, jwk: Mapping[str, Any]) -> dict[str, str]:

@@ -13,13 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from veritee.errors import EvidenceError, MisuseError, UndecidedError, VeriteeError
+from veritee.errors import EvidenceError, UndecidedError, VeriteeError
+from veritee.store import StoreError, StoreIntegrityError
 
 KBS_ERROR_BASE = "https://github.com/confidential-containers/kbs/errors/"
 
 
-class BrokerError(MisuseError):
-    """A request the broker refuses; carries the KBS error variant and the HTTP status."""
+class BrokerError(VeriteeError):
+    """A request the broker refuses; carries the KBS error variant and the HTTP status.
+
+    Its own branch of the error tree: neither bad evidence (the verifiers' leaves), nor an
+    undecided verdict, nor a bug — the request is wrong or not allowed, and the status says
+    how."""
 
     variant = "KbsError"
     http_status = 400
@@ -143,7 +148,7 @@ class PolicyInvalid(BrokerError):
 
 
 class StoreUnavailable(BrokerError):
-    """The database is unavailable."""
+    """The database is unavailable, locked past its timeout, or failed the statement: retry."""
 
     variant = "StorageError"
     http_status = 503
@@ -164,6 +169,12 @@ def problem_for(exc: BaseException) -> Problem:
     """The one mapping from exceptions to HTTP problems."""
     if isinstance(exc, BrokerError):
         return Problem(exc.http_status, exc.variant, exc.detail)
+    if isinstance(exc, StoreIntegrityError):
+        return Problem(500, StoreUnavailable.variant, "stored data does not authenticate "
+                       "(see the server log)")
+    if isinstance(exc, StoreError):
+        return Problem(StoreUnavailable.http_status, StoreUnavailable.variant,
+                       f"the store is unavailable, retry later: {exc.detail}")
     if isinstance(exc, EvidenceError):
         return Problem(401, "AttestationError", f"{type(exc).__name__}: {exc.detail}")
     if isinstance(exc, UndecidedError):

@@ -4,7 +4,7 @@
 appraise it, issue an EAR token; ``resource`` → check the token against the resource
 policy and return the secret as a JWE to the TEE's key. Admin operations beside them.
 Every method takes plain data and returns plain data or raises a :mod:`.problems` error;
-:mod:`veritee.broker.app` only translates HTTP.
+:mod:`veritee.server.app` only translates HTTP.
 
 Room for what comes next (docs/ARCHITECTURE.md): a verifier may add TEE-specific data to the
 challenge (``Session.extra``), impose a hash algorithm (``extra-params``), or take composite
@@ -32,12 +32,13 @@ from veritee.appraisal import (
     DEFAULT_RESOURCE_POLICY,
     Appraisal,
     PolicyEngine,
-    default_attestation_policy,
+    shipped_policy,
 )
 from veritee.appraisal.ear import EarIssuer, EarVerifier, tee_pubkey_from_ear
-from veritee.broker import jwe, problems
+from veritee.broker import jwe, policies, problems
 from veritee.broker.metrics import Metrics
 from veritee.collateral import CollateralSource
+from veritee.encoding import b64url_decode
 from veritee.errors import EvidenceError, UndecidedError, VeriteeError
 from veritee.evidence import Evidence, decode_evidence
 from veritee.store import (
@@ -48,12 +49,13 @@ from veritee.store import (
     Store,
     StoreUnavailableError,
 )
-from veritee.tee import Verifier, get_verifier, tee_names
+from veritee.tee import Platform, Verifier, get_platform, get_verifier, tee_names
 
 log = logging.getLogger("veritee.broker")
 
 PROTOCOL_VERSION = "0.4.0"
-ATTESTATION_POLICY_IDS = ("default_cpu", "default")
+#: The hash a KBS client uses when the challenge names none (service-anchors.md §1.2).
+PROTOCOL_DEFAULT_HASH = "sha384"
 RESOURCE_POLICY_ID = "resource"
 #: Reference values and policies are re-read from the store at most this often per process.
 STORE_CACHE_SECONDS = 1.0
@@ -121,10 +123,9 @@ class Broker:
                 f"KBS Client Protocol Version Mismatch: expect ={PROTOCOL_VERSION}, got {version}"
             )
         tee = _field(request, "tee", str)
-        if tee not in tee_names():
-            raise problems.UnsupportedTee(f"TEE {tee!r} is not supported; supported: {tee_names()}")
+        platform = _platform(tee)
         extra = request.get("extra-params", {})
-        hash_algorithm = self._hash_algorithm(tee, extra)
+        hash_algorithm = self._hash_algorithm(platform, extra)
         now = self.clock()
         session = Session(
             id=uuid.uuid4().hex, tee=tee, nonce=base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -134,13 +135,13 @@ class Broker:
         )
         self.store.create_session(session)
         extra_params: Any = ""
-        if hash_algorithm != binding.default_hash_algorithm(tee) or tee == "se":
+        if hash_algorithm != PROTOCOL_DEFAULT_HASH:
             extra_params = {"selected-hash-algorithm": hash_algorithm}
         return Challenge(session.id, session.expires_at,
                          {"nonce": session.nonce, "extra-params": extra_params})
 
-    def _hash_algorithm(self, tee: str, extra: Any) -> str:
-        default = binding.default_hash_algorithm(tee)
+    def _hash_algorithm(self, platform: Platform, extra: Any) -> str:
+        default = platform.hash_algorithm
         if not isinstance(extra, Mapping):
             return default
         supported = extra.get("supported-hash-algorithms")
@@ -195,10 +196,10 @@ class Broker:
                 now: datetime, runtime_data: dict[str, Any],
                 primary: Any) -> tuple[str, Appraisal, float]:
         """Verify, appraise and issue: (token, appraisal, seconds taken)."""
-        default = binding.default_hash_algorithm(session.tee)
-        algorithm = str(session.extra.get("hash_algorithm", default))
+        platform = get_platform(session.tee)
+        algorithm = str(session.extra.get("hash_algorithm", platform.hash_algorithm))
         digest = binding.runtime_data_digest(runtime_data, algorithm)
-        expected = binding.expected_report_data(session.tee, digest)
+        expected = platform.report_data.expected(digest)
         init_data = _init_data(request.get("init-data"))
         started = time.perf_counter()
         try:
@@ -272,6 +273,10 @@ class Broker:
         policy_id = _field(request, "policy_id", str)
         source = _b64_text(_field(request, "policy", str), "policy")
         self._check_policy(source)
+        try:
+            policies.check_declaration(policy_id, source)
+        except VeriteeError as exc:
+            raise problems.PolicyInvalid(exc.detail) from exc
         version = self.store.put_policy("attestation", policy_id, source, now=self.clock(),
                                         author=who)
         self._forget()
@@ -299,17 +304,19 @@ class Broker:
         return self._resource_policy()
 
     def attestation_policy_source(self, tee: str) -> tuple[str, str, int | None]:
-        for policy_id in ATTESTATION_POLICY_IDS:
+        """(policy id, source, version) of the attestation policy that applies to ``tee``
+        (:mod:`veritee.broker.policies`); version None for the shipped default."""
+        platform = get_platform(tee)
+        for policy_id in policies.policy_ids(platform):
             record = self.store.get_policy("attestation", policy_id)
-            if record is not None:
+            if record is not None and policies.applies(record.source, tee):
                 return record.policy_id, record.source, record.version
-        return "default", default_attestation_policy(tee), None
+        return "default", shipped_policy(platform.policy), None
 
     def dry_run(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Verify and appraise evidence with a given or stored policy; release nothing."""
         tee = _field(request, "tee", str)
-        if tee not in tee_names():
-            raise problems.UnsupportedTee(f"TEE {tee!r} is not supported; supported: {tee_names()}")
+        _platform(tee)
         now = self.clock()
         report_data = request.get("report_data")
         expected = None
@@ -381,7 +388,7 @@ class Broker:
             tee=tee, claims=claims, policy_id=policy_id, policy=source, policy_version=version,
             reference_values=reference,
             runtime_data=runtime_data if isinstance(runtime_data, Mapping) else None,
-            init_data=init_data,
+            init_data=init_data, **policies.appraisal_shape(get_platform(tee)),
         )
 
     def _resource_policy(self) -> str:
@@ -451,6 +458,15 @@ class Broker:
 # -- request helpers -------------------------------------------------------------------------
 
 
+def _platform(tee: str) -> Platform:
+    """The platform of a request's ``tee``; 400 UnsupportedTee for an unknown name."""
+    try:
+        return get_platform(tee)
+    except VeriteeError as exc:
+        raise problems.UnsupportedTee(
+            f"TEE {tee!r} is not supported; supported: {tee_names()}") from exc
+
+
 def _field(obj: Any, name: str, kind: Any) -> Any:
     if not isinstance(obj, Mapping):
         raise problems.InvalidRequest(f"expected a JSON object holding {name!r}")
@@ -515,11 +531,12 @@ def _init_data(value: Any) -> dict[str, Any] | None:
 
 
 def _b64_text(value: Any, name: str) -> str:
-    if not isinstance(value, str):
+    raw = b64url_decode(value) if isinstance(value, str) else None
+    if raw is None:
         raise problems.InvalidRequest(f"{name!r} must be base64url text")
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8")
-    except (ValueError, UnicodeDecodeError) as exc:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise problems.InvalidRequest(f"{name!r} is not base64url of UTF-8 text") from exc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -9,9 +10,18 @@ from typing import Annotated
 import typer
 
 from veritee.attester.errors import CollectorError
-from veritee.attester.kbs_client import Collector, KbsClient, KbsClientError
-from veritee.cli.output import EXIT_OK, EXIT_REJECTED, EXIT_UNDECIDED, print_json, prose, stderr
+from veritee.cli.output import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_UNDECIDED,
+    EXIT_USAGE,
+    print_json,
+    prose,
+    stderr,
+)
 from veritee.errors import MisuseError, UndecidedError, VeriteeError
+from veritee.tee import get_platform, platforms, tee_names
+from veritee.tee.platform import Collector
 
 HELP = """\
 Attest this guest to a key broker (veritee or a Confidential Containers KBS) and fetch a
@@ -19,8 +29,9 @@ resource: POST /kbs/v0/auth, collect evidence bound to the challenge and to a fr
 ephemeral key, POST /kbs/v0/attest, GET /kbs/v0/resource/<repository/type/tag>, decrypt
 the JWE. The secret goes to stdout (or --output); nothing else does.
 
-Evidence comes from the hardware (SEV-SNP: Linux configfs-tsm, else /dev/sev-guest) or,
-with --emulate, from an emulated TEE whose roots a broker trusts only when told to.
+Evidence comes from the hardware (the TEE's collector: Linux configfs-tsm, or the TEE's
+guest device) or, with --emulate, from an emulated TEE whose roots a broker trusts only when
+told to.
 
 Exit status: 0 released; 1 refused by the broker (the reason is printed); 3 the broker or
 the TEE hardware could not be reached; 2 bad usage.
@@ -28,8 +39,8 @@ the TEE hardware could not be reached; 2 bad usage.
 
 EPILOG = """\
 Examples:
-  veritee attest --url http://127.0.0.1:8080 --tee snp --emulate --resource default/key/disk
-  veritee attest --url https://kbs.example --tee snp --resource myrepo/luks/root --output key.bin
+  veritee attest --url http://127.0.0.1:8080 --tee TEE --emulate --resource default/key/disk
+  veritee attest --url https://kbs.example --tee TEE --resource myrepo/luks/root --output key.bin
 """
 
 
@@ -41,7 +52,9 @@ def attest(
     *,
     url: Annotated[str, typer.Option(help="The broker's base URL.")],
     resource: Annotated[str, typer.Option(help="Resource path: repository/type/tag.")],
-    tee: Annotated[str, typer.Option(help="The TEE to attest as (snp).")] = "snp",
+    tee: Annotated[str, typer.Option(
+        "--tee", metavar="TEE", show_default=False,
+        help=f"The TEE to attest as: {', '.join(tee_names())}.")],
     emulate: Annotated[bool, typer.Option(
         "--emulate", help="Use an emulated TEE instead of the hardware.")] = False,
     output: Annotated[Path | None, typer.Option(
@@ -49,7 +62,14 @@ def attest(
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object (resource, released, bytes, error).")] = False,
 ) -> None:
+    from veritee.attester.kbs_client import (  # noqa: PLC0415 - HTTP loads only here
+        KbsClient,
+        KbsClientError,
+    )
+
     try:
+        if output is not None:
+            _check_writable(output)
         with KbsClient(url, tee, _collector(tee, emulate)) as client:
             secret = client.get_secret(resource)
     except KbsClientError as exc:
@@ -57,10 +77,14 @@ def attest(
     except (UndecidedError, CollectorError) as exc:
         _fail(json_output, resource, exc, EXIT_UNDECIDED)
     except VeriteeError as exc:
-        _fail(json_output, resource, exc, EXIT_REJECTED if not isinstance(exc, MisuseError) else 2)
+        _fail(json_output, resource, exc,
+              EXIT_USAGE if isinstance(exc, MisuseError) else EXIT_REJECTED)
     if output is not None:
-        output.touch(mode=0o600)
-        output.write_bytes(secret)
+        try:
+            _write_secret(output, secret)
+        except OSError as exc:
+            _fail(json_output, resource, MisuseError(
+                f"cannot write the secret to {output}: {exc.strerror or exc}"), EXIT_USAGE)
     if json_output:
         print_json({"resource": resource, "released": True, "bytes": len(secret),
                     "output": str(output) if output else None, "error": None})
@@ -70,15 +94,35 @@ def attest(
     raise typer.Exit(EXIT_OK)
 
 
-def _collector(tee: str, emulate: bool) -> Collector:
-    if tee != "snp":
-        raise MisuseError(f"no collector for TEE {tee!r} yet; supported: snp")
-    from veritee.attester.snp import (  # noqa: PLC0415 - loaded only when collecting
-        EmulatedSnpCollector,
-        HardwareSnpCollector,
-    )
+def _check_writable(path: Path) -> None:
+    """Refuse an --output the secret could not be written to, before asking for it."""
+    target = path if path.exists() else path.parent
+    if path.is_dir():
+        raise MisuseError(f"--output {path} is a directory")
+    if not target.is_dir() and not path.exists():
+        raise MisuseError(f"--output {path}: the folder {path.parent} does not exist")
+    if not os.access(target, os.W_OK):
+        raise MisuseError(f"--output {path} is not writable")
 
-    return EmulatedSnpCollector() if emulate else HardwareSnpCollector()
+
+def _write_secret(path: Path, secret: bytes) -> None:
+    """Write ``secret`` to ``path``, readable by this user only (mode 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+
+
+def _collector(tee: str, emulate: bool) -> Collector:
+    """The platform's hardware collector, or its emulated one (loaded only when asked for)."""
+    platform = get_platform(tee)
+    slot = "emulated_collector" if emulate else "collector"
+    factory = platform.load(slot)
+    if factory is None:
+        offered = [p.tee for p in platforms() if getattr(p, slot)]
+        kind = "emulated collector" if emulate else "collector"
+        raise MisuseError(f"TEE {tee!r} has no {kind}; TEEs with one: {', '.join(offered)}")
+    collector: Collector = factory()
+    return collector
 
 
 def _fail(json_output: bool, resource: str, exc: VeriteeError, code: int) -> None:

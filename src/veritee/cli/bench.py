@@ -31,7 +31,8 @@ scaling. Use --list to see the benchmarks.
 EPILOG = """\
 Examples:
   veritee bench --list
-  veritee bench snp --seconds 5 --threads 2 --json
+  veritee bench NAME --seconds 5 --threads 2 --json
+  veritee bench broker --tee TEE --seconds 5
 """
 
 
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
 def bench_command(
     name: Annotated[str | None, typer.Argument(
         metavar="NAME", show_default=False, help="The benchmark to run (see --list).")] = None,
+    *,
     seconds: Annotated[float, typer.Option(
         "--seconds", min=0.01, metavar="S",
         help="Measuring time per operation and thread count.")] = 5.0,
@@ -51,19 +53,24 @@ def bench_command(
         "--json", help="Print one JSON object on stdout.")] = False,
     list_only: Annotated[bool, typer.Option(
         "--list", help="Name the benchmarks and exit.")] = False,
+    tee: Annotated[str | None, typer.Option(
+        "--tee", metavar="TEE", show_default=False,
+        help="For benchmarks that can drive several platforms (broker): which one. Default: "
+             "the first that offers guests.")] = None,
 ) -> None:
     if list_only:
         _list(json_output)
         return
+    settings = Settings(seconds=seconds, threads=threads, tee=tee)
     try:
         benchmark = bench.get(name or "")
+        result = (benchmark.run(settings) if json_output
+                  else _run_with_progress(benchmark, settings))
     except MisuseError as exc:
         stderr.print(f"veritee bench: {exc.detail}", markup=False, soft_wrap=True)
         if json_output:
             print_json(error_object(type(exc).__name__, exc.detail))
         raise typer.Exit(EXIT_USAGE) from None
-    settings = Settings(seconds=seconds, threads=threads)
-    result = benchmark.run(settings) if json_output else _run_with_progress(benchmark, settings)
     if json_output:
         print_json(result.to_dict())
     else:
@@ -88,7 +95,7 @@ def _run_with_progress(benchmark: bench.Benchmark, settings: Settings) -> BenchR
         def advance(label: str, took: float) -> None:
             progress.update(task, advance=took, description=f"{benchmark.name}: {label}")
 
-        return benchmark.run(Settings(settings.seconds, settings.threads, advance))
+        return benchmark.run(Settings(settings.seconds, settings.threads, advance, settings.tee))
 
 
 #: Labels of the extra figures benchmarks report (others show their key).

@@ -18,13 +18,10 @@ from veritee.cli.output import (
     stdout,
 )
 from veritee.cli.verify import default_cache_dir, read_evidence
-from veritee.collateral import HttpFetcher
-from veritee.collateral.amd import KdsClient
-from veritee.collateral.cache import DirectoryCache
+from veritee.collateral import CollateralSource, DirectoryCache, Fetcher
 from veritee.errors import MisuseError, UndecidedError, VeriteeError
 from veritee.evidence import decode_evidence
-from veritee.tee.snp.evidence import parse_snp_evidence
-from veritee.tee.snp.layout import TcbVersion, chip_id_looks_turin, product_from_cpuid
+from veritee.tee import get_platform, platforms, tee_names
 
 HELP = """\
 The persistent collateral cache that `veritee verify` and the broker read before asking a
@@ -34,47 +31,37 @@ machine with `veritee collateral fetch`, copy the folder, and verify offline wit
 """
 
 FETCH_HELP = """\
-Fetch what verifying EVIDENCE needs from the vendor service into the cache: for snp, the
-VCEK for the report's chip and REPORTED_TCB, the ASK/ASVK+ARK chain, and the CRL.
+Fetch what verifying EVIDENCE needs from the vendor service into the cache (for an SEV-SNP
+report, say: the VCEK for its chip and TCB, the certificate chain, and the CRL). EVIDENCE is
+a file in any form `veritee verify` reads.
 """
+
+CACHE_DIR = Annotated[Path | None, typer.Option(
+    "--cache-dir", metavar="DIR", envvar="VERITEE_CACHE_DIR", show_default=False,
+    help="The cache folder. Default: the user cache directory, veritee/collateral.")]
+JSON = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help=prose(HELP), no_args_is_help=True)
-    group.command("fetch", help=prose(FETCH_HELP))(fetch)
+    group.command("fetch", help=prose(FETCH_HELP), no_args_is_help=True)(fetch)
     group.command("ls", help="List what the cache holds.")(ls)
     app.add_typer(group, name="collateral")
 
 
 def fetch(
     *,
-    evidence: Annotated[Path, typer.Argument(help="Evidence file (any form verify takes).")],
-    tee: Annotated[str, typer.Option(help="The TEE that produced the evidence.")] = "snp",
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
-    json_output: Annotated[bool, typer.Option("--json")] = False,
+    evidence: Annotated[Path, typer.Argument(
+        metavar="EVIDENCE", show_default=False,
+        help="Evidence file (any form verify takes), or - for standard input.")],
+    tee: Annotated[str, typer.Option(
+        "--tee", metavar="TEE", show_default=False,
+        help=f"The TEE that produced the evidence: {', '.join(tee_names())}.")],
+    cache_dir: CACHE_DIR = None,
+    json_output: JSON = False,
 ) -> None:
-    if tee != "snp":
-        stderr.print(f"no collateral fetching for TEE {tee!r} yet; supported: snp")
-        raise typer.Exit(EXIT_USAGE)
-    kds = KdsClient(DirectoryCache(cache_dir or default_cache_dir()), HttpFetcher())
-    fetched: list[str] = []
     try:
-        report = parse_snp_evidence(decode_evidence(read_evidence(evidence))).report
-        product = (product_from_cpuid(report.cpuid_fam_id, report.cpuid_mod_id)
-                   if report.has_cpuid else ("turin" if chip_id_looks_turin(report.chip_id)
-                                             else None))
-        title = (product or "milan").capitalize()
-        signer = report.signing_key if report.signing_key in ("vcek", "vlek") else "vcek"
-        if signer == "vcek" and any(report.chip_id):
-            turin = title == "Turin"
-            tcb = TcbVersion.decode(report.reported_tcb, turin=turin).components()
-            hwid = report.chip_id[:8] if turin else report.chip_id
-            kds.vcek(title, hwid, tcb)
-            fetched.append(kds.vcek_url(title, hwid, tcb))
-        for url, get in ((kds.chain_url(title, signer), kds.cert_chain),
-                         (kds.crl_url(title, signer), kds.crl)):
-            get(title, signer)
-            fetched.append(url)
+        fetched = fetch_into(tee, read_evidence(evidence), cache_dir or default_cache_dir())
     except MisuseError as exc:
         _stop(json_output, exc, EXIT_USAGE)
     except UndecidedError as exc:
@@ -89,8 +76,34 @@ def fetch(
     raise typer.Exit(EXIT_OK)
 
 
-def ls(*, cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
-       json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+def fetch_into(tee: str, blob: bytes, cache_dir: Path, *,
+               fetcher: Fetcher | None = None) -> list[str]:
+    """Fetch every request the platform lists for the evidence ``blob`` into ``cache_dir``;
+    the URLs fetched. ``fetcher``: the vendor services (default: the network).
+
+    Raises:
+        MisuseError: the platform lists no collateral to fetch.
+        UndecidedError: a vendor service did not answer usefully.
+        EvidenceError: the evidence does not parse.
+    """
+    platform = get_platform(tee)
+    needed = platform.load("collateral")
+    if needed is None:
+        offered = ", ".join(p.tee for p in platforms() if p.collateral) or "none"
+        raise MisuseError(f"TEE {tee!r} has no collateral to fetch; TEEs that do: {offered}")
+    if fetcher is None:
+        from veritee.collateral.fetch import HttpFetcher  # noqa: PLC0415 - online only
+
+        fetcher = HttpFetcher()
+    source = CollateralSource(cache=DirectoryCache(cache_dir), fetcher=fetcher)
+    fetched = []
+    for request in needed(decode_evidence(blob)):
+        source.get(request.url, request.what, service=request.service, max_age=request.max_age)
+        fetched.append(request.url)
+    return fetched
+
+
+def ls(*, cache_dir: CACHE_DIR = None, json_output: JSON = False) -> None:
     entries = DirectoryCache(cache_dir or default_cache_dir()).entries()
     if json_output:
         print_json({"entries": entries})

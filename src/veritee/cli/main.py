@@ -14,11 +14,13 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from veritee import __version__
 from veritee.cli.output import EXIT_USAGE, error_object, print_json, prose, stderr
+from veritee.tee import platforms
 
 #: Command modules, in the order ``veritee --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -28,6 +30,8 @@ COMMANDS: tuple[str, ...] = (
     "veritee.cli.policy",
     "veritee.cli.admin",
     "veritee.cli.collateral",
+    "veritee.cli.emulate",
+    "veritee.cli.measure",
     "veritee.cli.demo",
     "veritee.cli.bench",
 )
@@ -35,10 +39,10 @@ COMMANDS: tuple[str, ...] = (
 HELP = """\
 veritee — confidential-computing attestation verifier and key broker.
 
-Verify evidence from a TEE (AMD SEV-SNP, ...) against the vendors' pinned roots of trust,
-run the key broker that releases secrets to guests that pass (Confidential Containers KBS
-protocol), attest as a guest, test policies, measure benchmarks, and run the demo. Every
-reporting command accepts --json.
+Verify evidence from a TEE ({platforms}) against the vendors' pinned roots of trust, run the
+key broker that releases secrets to guests that pass (Confidential Containers KBS protocol),
+attest as a guest, test policies, emulate TEEs for trying all of this without hardware,
+measure benchmarks, and run the demo. Every reporting command accepts --json.
 """
 
 
@@ -46,21 +50,31 @@ def build_app() -> typer.Typer:
     """A new app with every command module of :data:`COMMANDS` registered."""
     app = typer.Typer(
         name="veritee",
-        help=prose(HELP),
+        help=prose(HELP.format(platforms=", ".join(p.title for p in platforms()))),
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode="rich",
         context_settings={"help_option_names": ["-h", "--help"]},
     )
-    app.callback()(_root)  # a group even while only one command is registered
+    app.callback()(_root)
     for module in COMMANDS:
         importlib.import_module(module).register(app)
     return app
 
 
-def _root() -> None:
-    """Without a callback, Typer turns an app of one command into that command."""
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"veritee {__version__}")
+        raise typer.Exit(0)
+
+
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print veritee's version and exit.")] = False,
+) -> None:
+    """The options before any command (Typer also needs a callback to stay a group)."""
 
 
 app = build_app()

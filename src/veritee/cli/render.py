@@ -8,17 +8,14 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-#: Per TEE: the claims worth a line in the human summary, in display order. Other TEEs fall
-#: back to every top-level scalar claim.
-SUMMARY: dict[str, tuple[str, ...]] = {
-    "snp": ("product", "signer", "version", "measurement", "report_data", "host_data",
-            "chip_id", "reported_tcb", "vmpl", "policy", "revocation", "emulated"),
-}
+from veritee.tee import get_platform
+
+Format = Callable[[Any, Mapping[str, Any]], str]
 
 
 def verdict(style: str, word: str, tee: str, error: Mapping[str, str] | None,
             claims: Mapping[str, Any]) -> Text:
-    """``VERIFIED snp evidence ...`` / ``REJECTED SignatureError: ...``."""
+    """``VERIFIED <tee> evidence ...`` / ``REJECTED SignatureError: ...``."""
     line = Text()
     line.append(word, style=style)
     if error is None:
@@ -32,12 +29,15 @@ def verdict(style: str, word: str, tee: str, error: Mapping[str, str] | None,
 
 
 def claims_table(tee: str, claims: Mapping[str, Any]) -> Table:
+    """The claims the platform's descriptor lists (``summary``), or every scalar claim."""
+    platform = get_platform(tee)
+    formats: Mapping[str, Format] = {**_FORMATS, **(platform.load("summary_formats") or {})}
     table = Table(title=f"{tee} claims", show_header=True, header_style="bold")
     table.add_column("claim", style="cyan", no_wrap=True)
     table.add_column("value", overflow="fold")
-    for name in SUMMARY.get(tee) or _scalars(claims):
+    for name in platform.summary or _scalars(claims):
         if name in claims:
-            table.add_row(name, _FORMATS.get(name, _plain)(claims[name], claims))
+            table.add_row(name, formats.get(name, _plain)(claims[name], claims))
     return table
 
 
@@ -55,21 +55,8 @@ def _plain(value: Any, _claims: Mapping[str, Any]) -> str:
     return str(value)
 
 
-def _policy(value: Any, claims: Mapping[str, Any]) -> str:
-    if not isinstance(value, int):
-        return _plain(value, claims)
-    flags = claims.get("policy_flags") or {}
-    names = [k for k, v in flags.items() if v is True]
-    major, minor = flags.get("abi_major", value >> 8 & 0xFF), flags.get("abi_minor", value & 0xFF)
-    abi = f"abi ≥ {major}.{minor}"
-    return f"0x{value:x}  ({abi}; {', '.join(names) or 'no flags set'})"
-
-
 def _emulated(value: Any, claims: Mapping[str, Any]) -> str:
     return "yes (test PKI)" if value else "no"
 
 
-_FORMATS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
-    "policy": _policy,
-    "emulated": _emulated,
-}
+_FORMATS: dict[str, Format] = {"emulated": _emulated}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,8 @@ from typing import Annotated
 import typer
 
 from veritee.broker.config import load_config
-from veritee.cli.output import prose, stderr
+from veritee.cli.output import EXIT_USAGE, prose, stderr
+from veritee.errors import VeriteeError
 
 HELP = """\
 Run the key broker: the Confidential Containers KBS protocol 0.4.0 under /kbs/v0 (auth,
@@ -50,8 +52,19 @@ def serve(
     offline: Annotated[bool, typer.Option(
         "--offline", help="Never reach vendor services (AMD KDS, ...).")] = False,
 ) -> None:
-    from veritee.broker.server import run  # noqa: PLC0415 - the server stack loads only here
+    from veritee.server.run import run  # noqa: PLC0415 - the server stack loads only here
 
+    try:
+        _serve(run, config_file, host=host, port=port, workers=workers, data_dir=data_dir,
+               trust_emulated=trust_emulated, offline=offline)
+    except VeriteeError as exc:  # a configuration the broker cannot start with
+        stderr.print(f"veritee serve: {exc.detail}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _serve(run: Callable[..., None], config_file: Path | None, *, host: str | None,
+           port: int | None, workers: int | None, data_dir: Path | None, trust_emulated: bool,
+           offline: bool) -> None:
     config = load_config(config_file)
     server = replace(config.server, host=host or config.server.host,
                      port=config.server.port if port is None else port,

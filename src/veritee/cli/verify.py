@@ -23,25 +23,22 @@ from veritee.cli.output import (
     stderr,
     stdout,
 )
-from veritee.collateral import CollateralSource, HttpFetcher
-from veritee.collateral.cache import DirectoryCache
+from veritee.collateral import CollateralSource, DirectoryCache, Fetcher
 from veritee.errors import MisuseError, UndecidedError, VeriteeError
 from veritee.evidence import MAX_EVIDENCE_BYTES, decode_evidence
-from veritee.tee import get_verifier, tee_names
+from veritee.tee import get_verifier, platforms, tee_names
 
 HELP = """\
 Verify one piece of attestation evidence and print the verdict.
 
 EVIDENCE is a file, or - for standard input, holding the evidence in any form users hold
 it: raw binary, hex text (with or without 0x; whitespace is ignored), base64 or base64url
-text, or JSON. For snp that is a bare 1184-byte report, an extended report followed by its
-certificate table, an Azure HCL report, Linux configfs-tsm JSON (outblob/auxblob), the
-Confidential Containers attester JSON, or go-sev-guest's Attestation JSON. Bytes that tools
-append after a report are ignored.
+text, or JSON. Bytes that tools append after a report are ignored. By TEE:
+{forms}
 
 Certificates the evidence does not carry come from --endorsements, --collateral, the cache
-in --cache-dir, or the vendor's service (AMD KDS) unless --offline is given. Vendor roots are
-pinned by fingerprint: a root from any source is used only if it matches.
+in --cache-dir, or the vendor's service unless --offline is given. Vendor roots are pinned
+by fingerprint: a root from any source is used only if it matches.
 
 Exit status: 0 verified; 1 rejected (malformed, forged, revoked, expired, or not matching
 --report-data); 3 undecided (a needed input, such as the VCEK, is missing); 2 bad usage
@@ -53,10 +50,16 @@ claims. status is verified, rejected or undecided; on a usage error (exit 2) it 
 
 EPILOG = """\
 Examples:
-  veritee verify --tee snp attestation.bin --endorsements vcek.der --endorsements ask_ark.pem
-  veritee verify --tee snp report.hex --at 2024-05-01T00:00:00Z --report-data 0102...00 --json
-  veritee verify --tee snp --trust-emulated --offline emulated.bin
+  veritee verify --tee TEE evidence.bin --endorsements cert.der --endorsements chain.pem
+  veritee verify --tee TEE report.hex --at 2024-05-01T00:00:00Z --report-data 0102...00 --json
+  veritee emulate TEE --out emulated.bin && veritee verify --tee TEE --trust-emulated emulated.bin
 """
+
+
+def evidence_forms() -> str:
+    """One line per platform: the wire forms ``veritee verify`` reads for it."""
+    return "\n\n".join(f"{p.tee} ({p.title}): {p.evidence_help}." for p in platforms()
+                       if p.evidence_help)
 
 _VERDICTS = {
     "verified": ("bold green", "VERIFIED"),
@@ -100,7 +103,8 @@ class Outcome:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify", help=prose(HELP), epilog=EPILOG, no_args_is_help=True)(verify)
+    app.command("verify", help=prose(HELP.format(forms=evidence_forms())), epilog=EPILOG,
+                no_args_is_help=True)(verify)
 
 
 def verify(
@@ -125,7 +129,7 @@ def verify(
     ] = None,
     report_data: Annotated[str | None, typer.Option(
         "--report-data", metavar="HEX", show_default=False,
-        help="The exact expected report-data/nonce field, in hex (64 bytes for snp).")] = None,
+        help="The exact expected report-data/nonce field, in hex (its full size).")] = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print exactly one JSON object on stdout.")] = False,
     trust_emulated: Annotated[bool, typer.Option(
@@ -155,10 +159,11 @@ def verify(
 # -- doing it ----------------------------------------------------------------------------------
 
 
-def run(request: Request) -> Outcome:
-    """Verify as ``request`` says. Never raises: every failure becomes an :class:`Outcome`."""
+def run(request: Request, *, fetcher: Fetcher | None = None) -> Outcome:
+    """Verify as ``request`` says. Never raises: every failure becomes an :class:`Outcome`.
+    ``fetcher`` reaches the vendor services (default: the network, unless offline)."""
     try:
-        claims = _verify(request)
+        claims = _verify(request, fetcher)
     except MisuseError as exc:
         return _failed(request.tee, exc, "error", EXIT_USAGE)
     except UndecidedError as exc:
@@ -171,16 +176,14 @@ def run(request: Request) -> Outcome:
     return Outcome(request.tee, "verified", EXIT_OK, claims=claims)
 
 
-def _verify(request: Request) -> dict[str, Any]:
+def _verify(request: Request, fetcher: Fetcher | None) -> dict[str, Any]:
     now = parse_at(request.at)
     expected = parse_hex(request.report_data, "--report-data")
     verifier = get_verifier(request.tee, trust_emulated=request.trust_emulated)
     blob = read_evidence(request.evidence)
-    source = CollateralSource.from_paths(
-        request.endorsements, request.collateral,
-        cache=DirectoryCache(request.cache_dir or default_cache_dir()),
-        fetcher=None if request.offline else HttpFetcher(),
-    )
+    source = collateral_source(request.endorsements, request.collateral,
+                               offline=request.offline, cache_dir=request.cache_dir,
+                               fetcher=fetcher)
     evidence = decode_evidence(blob)
     claims = verifier.verify(evidence, report_data=expected, collateral=source, now=now)
     return claims.to_dict()
@@ -197,6 +200,24 @@ def _exit_code(status: str) -> int:
 
 def default_cache_dir() -> Path:
     return platformdirs.user_cache_path("veritee") / "collateral"
+
+
+def collateral_source(endorsements: tuple[Path, ...] | list[Path],
+                      collateral: tuple[Path, ...] | list[Path], *, offline: bool,
+                      cache_dir: Path | None, fetcher: Fetcher | None = None
+                      ) -> CollateralSource:
+    """The collateral a command verifies with: the files given, the persistent cache, and
+    the vendor services unless ``offline`` (``fetcher``, else the network: the HTTP client is
+    loaded only then)."""
+    if offline:
+        fetcher = None
+    elif fetcher is None:
+        from veritee.collateral.fetch import HttpFetcher  # noqa: PLC0415 - online only
+
+        fetcher = HttpFetcher()
+    return CollateralSource.from_paths(endorsements, collateral,
+                                       cache=DirectoryCache(cache_dir or default_cache_dir()),
+                                       fetcher=fetcher)
 
 
 def parse_at(text: str | None) -> datetime:

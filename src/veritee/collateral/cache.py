@@ -1,4 +1,8 @@
-"""Persistent and in-memory caches of vendor answers, keyed by the exact request."""
+"""Persistent and in-memory caches of vendor answers, keyed by the exact request.
+
+Both take the clock they are given (seconds since the epoch, ``time.time`` by default), so
+that tests age entries without touching the process's clock.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+Clock = Callable[[], float]
 
 
 class CollateralCache(Protocol):
@@ -24,19 +31,20 @@ class CollateralCache(Protocol):
 class MemoryCache:
     """A cache that lives as long as the object (the default; nothing touches the disk)."""
 
+    clock: Clock = field(default=time.time, repr=False)
     _entries: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, key: str, *, max_age: float | None = None) -> bytes | None:
         with self._lock:
             entry = self._entries.get(key)
-        if entry is None or (max_age is not None and time.time() - entry[0] > max_age):
+        if entry is None or (max_age is not None and self.clock() - entry[0] > max_age):
             return None
         return entry[1]
 
     def put(self, key: str, body: bytes) -> None:
         with self._lock:
-            self._entries[key] = (time.time(), body)
+            self._entries[key] = (self.clock(), body)
 
 
 @dataclass
@@ -49,6 +57,7 @@ class DirectoryCache:
     """
 
     root: Path
+    clock: Clock = field(default=time.time, repr=False)
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         name = hashlib.sha256(key.encode()).hexdigest()
@@ -64,14 +73,15 @@ class DirectoryCache:
         if note.get("key") != key or note.get("sha256") != hashlib.sha256(body).hexdigest():
             return None
         stored = float(note.get("stored_at", 0))
-        if max_age is not None and time.time() - stored > max_age:
+        if max_age is not None and self.clock() - stored > max_age:
             return None
         return body
 
     def put(self, key: str, body: bytes) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         body_path, note_path = self._paths(key)
-        note = {"key": key, "stored_at": time.time(), "sha256": hashlib.sha256(body).hexdigest()}
+        note = {"key": key, "stored_at": self.clock(),
+                "sha256": hashlib.sha256(body).hexdigest()}
         _atomic_write(body_path, body)
         _atomic_write(note_path, json.dumps(note).encode())
 

@@ -1,38 +1,24 @@
 """The one door to the network: a :class:`Fetcher` returns the body of a GET.
 
-Verification code never imports this module's HTTP client; it receives a fetcher (or none,
-for offline operation). Tests inject fakes from :mod:`veritee.testing`.
+Verification code never imports this module; it receives a fetcher (or none, for offline
+operation) inside a :class:`~veritee.collateral.CollateralSource`. Tests inject fakes from
+:mod:`veritee.testing` (or an ``httpx.MockTransport``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import httpx
 
+from veritee.collateral.base import Response
 from veritee.errors import CollateralUnavailableError
 
 #: Vendor answers larger than this are refused (a CRL of every AMD part is a few KiB).
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    max_age: float | None = None
-    """Seconds the answer may be reused, from ``Cache-Control: max-age`` (None: unknown)."""
-
-
-class Fetcher(Protocol):
-    """Something that performs an HTTP GET and returns the answer as bytes."""
-
-    def get(self, url: str) -> Response:
-        """Return the answer (any status); raise CollateralUnavailableError if none came."""
-        ...
 
 
 @dataclass
@@ -45,15 +31,18 @@ class HttpFetcher:
     retries: int = 3
     backoff: float = 1.0
     user_agent: str = "veritee"
+    max_response_bytes: int = MAX_RESPONSE_BYTES
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
     """None: the network. Tests pass an ``httpx.MockTransport``."""
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    """How to wait between attempts (tests pass a recorder)."""
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
     def get(self, url: str) -> Response:
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                self.sleep(self.backoff * 2 ** (attempt - 1))
             try:
                 response = self._get_once(url)
             except httpx.ConnectError as exc:
@@ -81,9 +70,9 @@ class HttpFetcher:
             size = 0
             for chunk in stream.iter_bytes():
                 size += len(chunk)
-                if size > MAX_RESPONSE_BYTES:
+                if size > self.max_response_bytes:
                     raise CollateralUnavailableError(
-                        f"GET {url}: answer larger than {MAX_RESPONSE_BYTES} bytes"
+                        f"GET {url}: answer larger than {self.max_response_bytes} bytes"
                     )
                 chunks.append(chunk)
             return Response(

@@ -12,7 +12,7 @@ only records it, keeps the session state machine consistent and keeps secrets se
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -62,9 +62,12 @@ MAX_AUDIT_PAGE = 10_000
 class Store:
     """Persistent state of one broker deployment. Thread-safe; share one per process."""
 
-    def __init__(self, engine: Engine, sealer: Sealer) -> None:
-        """Use :meth:`open`."""
+    def __init__(self, engine: Engine, sealer: Sealer,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """Use :meth:`open`. ``clock`` stamps what the store writes without a caller's
+        instant (migrations, settings); every other call takes ``now`` explicitly."""
         self._engine = engine
+        self._clock = clock
         self._sealer = sealer
         self._pg = engine.dialect.name == "postgresql"
         self._q = Statements(postgresql=self._pg)
@@ -82,6 +85,7 @@ class Store:
         create: bool = True,
         previous_keks: Sequence[bytes] = (),
         pool_size: int = 10,
+        clock: Callable[[], datetime] | None = None,
     ) -> Store:
         """Open the store at ``url`` (``sqlite:///path.db`` or
         ``postgresql+psycopg://user@host:port/db``).
@@ -91,7 +95,7 @@ class Store:
         without it the schema must exist at this code's version already."""
         sealer = Sealer(kek, previous_keks)
         engine = make_engine(parse_url(url), pool_size=pool_size, create=create)
-        store = cls(engine, sealer)
+        store = cls(engine, sealer) if clock is None else cls(engine, sealer, clock)
         try:
             if create:
                 store.migrate()
@@ -151,7 +155,7 @@ class Store:
                     step(conn)
                     conn.execute(
                         schema_version.insert(),
-                        {"version": version, "title": title, "applied_at": datetime.now(UTC)},
+                        {"version": version, "title": title, "applied_at": self._clock()},
                     )
 
     def schema_version(self) -> int:
@@ -525,7 +529,7 @@ class Store:
             "key_id": kid,
             "nonce": nonce,
             "ciphertext": sealed,
-            "updated_at": datetime.now(UTC),
+            "updated_at": self._clock(),
         }
 
     def _open_setting(self, key: str, row: Row[Any]) -> str:

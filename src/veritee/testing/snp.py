@@ -10,10 +10,10 @@ Negative knobs (:data:`KNOBS`) produce evidence with one defect each, and
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
@@ -26,11 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509 import ObjectIdentifier, UnrecognizedExtension
 
 from veritee import errors
-from veritee.collateral.amd import KDS_BASE_URL, KdsClient
-from veritee.collateral.cache import MemoryCache
-from veritee.collateral.fetch import Response
+from veritee.collateral.base import Response
+from veritee.evidence import TsmReport
 from veritee.tee.snp import certs as amd_oids
-from veritee.tee.snp import certtable
+from veritee.tee.snp import certtable, kds
+from veritee.tee.snp.evidence import TSM_PROVIDER
+from veritee.tee.snp.kds import KDS_BASE_URL
 from veritee.tee.snp.layout import (
     REPORT_SIZE,
     SIGNED_SIZE,
@@ -40,7 +41,7 @@ from veritee.tee.snp.layout import (
     parse_report,
 )
 from veritee.tee.snp.roots import AmdRoot
-from veritee.testing import pki
+from veritee.testing import Emulated, pki
 
 PRODUCTS: tuple[Product, ...] = ("milan", "genoa", "turin")
 SIGNERS = ("vcek", "vlek")
@@ -344,11 +345,7 @@ class SnpEmulator:
 
     def configfs_tsm(self, report_data: bytes = bytes(64)) -> dict[str, str]:
         """What Linux configfs-tsm returns, as the JSON evidence tools store."""
-        return {
-            "outblob": base64.urlsafe_b64encode(self.report(report_data)).decode(),
-            "auxblob": base64.urlsafe_b64encode(self.cert_table()).decode(),
-            "provider": "sev_guest\n",
-        }
+        return TsmReport(self.report(report_data), self.cert_table(), TSM_PROVIDER).to_json()
 
     def coco_evidence(self, report_data: bytes = bytes(64)) -> dict[str, Any]:
         """The Confidential Containers SNP attester's JSON (serde field names of virtee/sev)."""
@@ -412,18 +409,18 @@ class FakeKds:
     on_request: Callable[[str], None] | None = None
 
     def add(self, emulator: SnpEmulator) -> None:
-        kds = KdsClient(MemoryCache())
+        product = emulator.product
         if emulator.signer == "vcek":
-            turin = emulator.product == "turin"
+            turin = product == "turin"
             hwid = emulator.chip_id[:8] if turin else emulator.chip_id
-            url = kds.vcek_url(emulator.title, hwid, emulator.reported_tcb.components())
+            url = kds.vcek_url(product, hwid, emulator.reported_tcb.components())
             self._bodies[url] = emulator.chain["vek"]
         pem = b"".join(
             x509.load_der_x509_certificate(emulator.chain[r]).public_bytes(serialization.Encoding.PEM)
             for r in ("ask", "ark")
         )
-        self._bodies[kds.chain_url(emulator.title, emulator.signer)] = pem
-        self._bodies[kds.crl_url(emulator.title, emulator.signer)] = emulator.crl()
+        self._bodies[kds.chain_url(product, emulator.signer)] = pem
+        self._bodies[kds.crl_url(product, emulator.signer)] = emulator.crl()
 
     def get(self, url: str) -> Response:
         self.requests.append(url)
@@ -444,6 +441,110 @@ def _der_int(value: int) -> bytes:
 
 def _der_ia5(text: str) -> bytes:
     return bytes([0x16, len(text)]) + text.encode("ascii")
+
+
+# -- ``veritee emulate snp`` ------------------------------------------------------------------
+
+_POLICY_DEBUG = 1 << 19
+_POLICY_MIGRATE_MA = 1 << 18
+_FORMS = ("extended", "report", "configfs-tsm", "coco")
+
+
+@dataclass(frozen=True)
+class SnpEmulatorCli:
+    """The :class:`veritee.testing.Emulator` of SEV-SNP: settings as ``name=value`` knobs,
+    at most one defect knob (:data:`KNOBS`)."""
+
+    tee: str = "snp"
+
+    @property
+    def knobs(self) -> dict[str, str]:
+        settings = {
+            "product=NAME": "milan (default), genoa or turin",
+            "signer=NAME": "vcek (default) or vlek (a VLEK-signed report)",
+            "version=N": "report version 2 to 5 (default 3)",
+            "vmpl=N": "the VMPL of the requesting context, 0 to 3 (default 0)",
+            "measurement=HEX": "the 48-byte launch measurement (default: the demo image's)",
+            "debug": "set the guest policy's DEBUG bit",
+            "migrate_ma": "set the guest policy's MIGRATE_MA bit",
+            "form=NAME": "extended (report + certificate table, default), report, "
+                         "configfs-tsm (JSON) or coco (Confidential Containers attester JSON)",
+        }
+        defects = {name: f"defect: verification fails with {error.__name__}"
+                   for name, error in KNOB_ERRORS.items()}
+        return {**settings, **defects}
+
+    def emulate(self, *, report_data: bytes | None, host_data: bytes | None,
+                knobs: Sequence[str]) -> Emulated:
+        changes, form = _settings(knobs)
+        if host_data is not None:
+            if len(host_data) != 32:
+                raise ValueError(f"--host-data is {len(host_data)} bytes; SNP HOST_DATA is 32")
+            changes["host_data"] = host_data
+        if report_data is not None and len(report_data) != 64:
+            raise ValueError(f"--report-data is {len(report_data)} bytes; SNP REPORT_DATA is 64")
+        emulator = SnpEmulator(**changes)
+        data = report_data if report_data is not None else bytes(64)
+        if form == "report":
+            blob = emulator.report(data)
+        elif form == "extended":
+            blob = emulator.extended_report(data)
+        else:
+            document = (emulator.configfs_tsm(data) if form == "configfs-tsm"
+                        else emulator.coco_evidence(data))
+            blob = json.dumps(document, indent=1).encode() + b"\n"
+        extra = tuple((".crl.der", crl) for crl in emulator.endorsements())
+        return Emulated(blob, form, extra)
+
+
+def _settings(knobs: Sequence[str]) -> tuple[dict[str, Any], str]:
+    """SnpEmulator fields and the wire form from ``knobs``."""
+    changes: dict[str, Any] = {}
+    form = "extended"
+    policy = 0x30000
+    for knob in knobs:
+        name, _, value = knob.partition("=")
+        if name in KNOB_ERRORS and not value:
+            if "knob" in changes:
+                raise ValueError(f"one defect knob at a time ({changes['knob']} and {name})")
+            changes["knob"] = name
+        elif name == "debug" and not value:
+            policy |= _POLICY_DEBUG
+        elif name == "migrate_ma" and not value:
+            policy |= _POLICY_MIGRATE_MA
+        elif name == "form" and value in _FORMS:
+            form = value
+        elif name in ("product", "signer") and value in (PRODUCTS if name == "product"
+                                                         else SIGNERS):
+            changes[name] = value
+        elif name in ("version", "vmpl") and value.isdigit():
+            changes[name] = _bounded(name, int(value), *((2, 5) if name == "version" else (0, 3)))
+        elif name == "measurement" and value:
+            changes["measurement"] = _hex_of(value, 48, "measurement")
+        else:
+            raise ValueError(f"unknown knob {knob!r} (see --list-knobs)")
+    changes["policy"] = policy
+    return changes, form
+
+
+def _bounded(name: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def _hex_of(text: str, size: int, name: str) -> bytes:
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError as exc:
+        raise ValueError(f"{name}={text!r} is not hex") from exc
+    if len(value) != size:
+        raise ValueError(f"{name} is {len(value)} bytes; it must be {size}")
+    return value
+
+
+#: The emulator ``veritee emulate snp`` uses (the descriptor's ``emulator``).
+EMULATOR = SnpEmulatorCli()
 
 
 if __name__ == "__main__":  # python -m veritee.testing.snp: rebuild the committed roots

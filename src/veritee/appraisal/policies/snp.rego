@@ -1,4 +1,5 @@
 # veritee default attestation policy for AMD SEV-SNP.
+# veritee: tees snp
 #
 # Input (veritee.appraisal.inputs.policy_input):
 #   input.snp                 the verifier's claims (SnpClaims.to_dict()) plus Trustee's flat

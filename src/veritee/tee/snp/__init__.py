@@ -1,0 +1,43 @@
+"""AMD SEV-SNP: attestation reports signed by the VCEK or VLEK, chained to AMD's pinned roots.
+
+This file is the platform's descriptor; the code it names lives in this folder
+(``layout``, ``certtable``, ``evidence``, ``certs``, ``roots``, ``kds``, ``verify``,
+``claims``, ``policy``, ``bench``, ``demo``), in ``veritee/testing/snp.py`` (the emulated
+platform), in ``veritee/attester/snp/`` (the guest's collectors) and in
+``veritee/appraisal/policies/snp.rego`` (the default policy).
+"""
+
+from veritee.binding import ReportDataRule
+from veritee.tee.platform import InitDataRule, Platform
+
+PLATFORM = Platform(
+    tee="snp",
+    room="snp",
+    title="AMD SEV-SNP",
+    verifier="veritee.tee.snp.verify:SnpVerifier",
+    # REPORT_DATA (SEV-SNP ABI Table 23): the 48-byte SHA-384 digest, zero-padded to 64.
+    report_data=ReportDataRule(64, "pad"),
+    hash_algorithm="sha384",
+    evidence_help=(
+        "a bare 1184-byte report, an extended report followed by its certificate table, an "
+        "Azure HCL report, Linux configfs-tsm JSON (outblob/auxblob), the Confidential "
+        "Containers attester JSON, go-sev-guest's Attestation JSON, or Project Oak's "
+        "protobuf text"),
+    # HOST_DATA (32 bytes; a longer init-data digest keeps its first 32 bytes).
+    init_data=InitDataRule(claim="host_data", size=32),
+    policy="snp.rego",
+    policy_native="veritee.tee.snp.policy:default_policy",
+    policy_input="veritee.tee.snp.policy:trustee_claims",
+    summary=("product", "signer", "version", "measurement", "report_data", "host_data",
+             "chip_id", "reported_tcb", "vmpl", "policy", "revocation", "emulated"),
+    summary_formats="veritee.tee.snp.claims:SUMMARY_FORMATS",
+    collateral="veritee.tee.snp.kds:collateral_requests",
+    collector="veritee.attester.snp:HardwareSnpCollector",
+    emulated_roots="veritee.testing.snp:emulated_roots",
+    emulator="veritee.testing.snp:EMULATOR",
+    emulated_collector="veritee.attester.snp:EmulatedSnpCollector",
+    fake_service="veritee.testing.snp:FakeKds",
+    demo="veritee.tee.snp.demo:DEMO",
+    benchmarks=(("snp", "veritee.tee.snp.bench:BENCHMARK"),),
+    broker_guest="veritee.tee.snp.bench:broker_guest",
+)

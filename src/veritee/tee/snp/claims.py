@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -102,3 +103,17 @@ def claims_dict(report: SnpReport, product: str | None, signer: str | None,
 
 def _tcb(raw: bytes, turin: bool) -> dict[str, int]:
     return TcbVersion.decode(raw, turin=turin).components()
+
+
+def _policy_line(value: Any, claims: Mapping[str, Any]) -> str:
+    """``0x30000  (abi ≥ 0.0; smt)``: the guest policy with its flags, for the CLI table."""
+    if not isinstance(value, int):
+        return str(value)
+    flags = claims.get("policy_flags") or {}
+    names = [k for k, v in flags.items() if v is True]
+    major, minor = flags.get("abi_major", value >> 8 & 0xFF), flags.get("abi_minor", value & 0xFF)
+    return f"0x{value:x}  (abi ≥ {major}.{minor}; {', '.join(names) or 'no flags set'})"
+
+
+#: How ``veritee verify`` shows the claims that need more than their value.
+SUMMARY_FORMATS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {"policy": _policy_line}

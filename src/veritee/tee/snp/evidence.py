@@ -16,7 +16,6 @@ No crypto and no trust decision here: the verifier decides what the certificates
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -24,7 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from veritee.errors import MalformedEvidenceError
-from veritee.evidence import Evidence, b64decode_any, decode_text_bytes, textproto_bytes
+from veritee.evidence import (
+    MAX_JSON_DEPTH,
+    Evidence,
+    TsmReport,
+    json_bytes,
+    maybe_json_text,
+    textproto_bytes,
+)
 from veritee.tee.snp import certtable
 from veritee.tee.snp.layout import (
     FIELD_NAMES,
@@ -39,8 +45,8 @@ from veritee.tee.snp.layout import (
 
 HCL_MAGIC = b"HCLA"
 HCL_REPORT_OFFSET = 0x20
-#: Wrappers (``primary_evidence``, ``quote``, ...) nest at most this deep.
-MAX_JSON_DEPTH = 8
+#: The configfs-tsm provider of SEV guests (the ``sev-guest`` driver).
+TSM_PROVIDER = "sev_guest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +111,8 @@ def _from_json(document: Any, depth: int) -> SnpEvidence:
         raise MalformedEvidenceError(
             f"SNP JSON evidence nests more than {MAX_JSON_DEPTH} wrappers deep")
     if "primary_evidence" in document:
-        return _from_json(_maybe_json_string(document["primary_evidence"]), depth + 1)
+        inner = maybe_json_text(document["primary_evidence"], "primary_evidence")
+        return _from_json(inner, depth + 1)
     if "outblob" in document:
         return _from_configfs_tsm(document)
     if "attestation_report" in document:
@@ -121,30 +128,16 @@ def _from_json(document: Any, depth: int) -> SnpEvidence:
     )
 
 
-def _maybe_json_string(value: Any) -> Any:
-    if isinstance(value, str) and value.lstrip()[:1] == "{":
-        try:
-            return json.loads(value)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedEvidenceError(f"primary_evidence is not valid JSON: {exc}") from exc
-    return value
-
-
 def _from_json_value(value: Any, depth: int) -> SnpEvidence:
     if isinstance(value, Mapping):
         return _from_json(value, depth)
-    return _from_binary(_bytes_field(value, "report"))
+    return _from_binary(json_bytes(value, "report"))
 
 
 def _from_configfs_tsm(document: Mapping[str, Any]) -> SnpEvidence:
-    provider = document.get("provider")
-    if isinstance(provider, str) and provider.strip() not in ("sev_guest", ""):
-        raise MalformedEvidenceError(
-            f"configfs-tsm provider is {provider.strip()!r}, not 'sev_guest'")
-    report = parse_report(_bytes_field(document["outblob"], "outblob"))
-    aux = document.get("auxblob")
-    certs = certtable.parse_cert_table(_bytes_field(aux, "auxblob")) if aux else ()
-    return SnpEvidence(report, certs, form="configfs-tsm")
+    tsm = TsmReport.from_json(document, provider=TSM_PROVIDER)
+    certs = certtable.parse_cert_table(tsm.auxblob) if tsm.auxblob else ()
+    return SnpEvidence(parse_report(tsm.outblob), certs, form="configfs-tsm")
 
 
 #: virtee/sev ``CertType`` names (serde): ``Empty``, ``ARK``, ``ASK``, ``VCEK``, ``VLEK``, ``CRL``,
@@ -158,7 +151,7 @@ def _from_coco(document: Mapping[str, Any]) -> SnpEvidence:
     if isinstance(value, Mapping):
         report = parse_report(report_from_fields(value))
     else:
-        report = parse_report(_bytes_field(value, "attestation_report"))
+        report = parse_report(json_bytes(value, "attestation_report"))
     certs: list[certtable.CertEntry] = []
     chain = document.get("cert_chain") or []
     if not isinstance(chain, list):
@@ -169,7 +162,7 @@ def _from_coco(document: Mapping[str, Any]) -> SnpEvidence:
         if str(item.get("cert_type")).lower() == "empty":
             continue
         kind, guid = _coco_cert_type(item.get("cert_type"))
-        data = _bytes_field(item.get("data"), f"cert_chain[{index}].data")
+        data = json_bytes(item.get("data"), f"cert_chain[{index}].data")
         certs.append(certtable.CertEntry(kind, guid, data))
     return SnpEvidence(report, tuple(certs), form="coco")
 
@@ -203,9 +196,9 @@ def _from_go_sev_guest(document: Mapping[str, Any]) -> SnpEvidence:
     if isinstance(value, Mapping):
         report = parse_report(report_from_fields(value))
     else:
-        found = _from_binary(_bytes_field(value, "report"))
+        found = _from_binary(json_bytes(value, "report"))
         if "vcek" in document:  # Azure vTPM evidence: {quote, report (HCL), vcek (PEM)}
-            vcek = _bytes_field(document["vcek"], "vcek")
+            vcek = json_bytes(document["vcek"], "vcek")
             return SnpEvidence(found.report, (certtable.CertEntry(
                 "vcek", certtable.GUID_OF["vcek"], vcek),), form=f"azure-{found.form}")
         report = found.report
@@ -215,39 +208,8 @@ def _from_go_sev_guest(document: Mapping[str, Any]) -> SnpEvidence:
         for key, kind in _GSG_CERTS.items():
             if chain.get(key):
                 certs.append(certtable.CertEntry(kind, certtable.GUID_OF[kind],
-                                                 _bytes_field(chain[key], key)))
+                                                 json_bytes(chain[key], key)))
     return SnpEvidence(report, tuple(certs), form="go-sev-guest")
-
-
-def _bytes_field(value: Any, name: str, size: int | None = None) -> bytes:
-    """Bytes from a JSON value: base64/base64url/hex text or a list of byte values.
-
-    Text that reads both as hex and as base64 is taken as hex, unless only the base64
-    reading has the ``size`` the field needs.
-    """
-    if isinstance(value, list):
-        if not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value):
-            raise MalformedEvidenceError(f"{name}: a byte list holds a value outside 0..255")
-        return bytes(value)
-    if isinstance(value, str):
-        try:
-            text = value.strip().encode("ascii")
-        except UnicodeEncodeError as exc:
-            raise MalformedEvidenceError(f"{name} holds non-ASCII text") from exc
-        if text.startswith(b"-----BEGIN"):
-            return text
-        decoded = decode_text_bytes(text) if _looks_hex(text) else None
-        if decoded is None or (size is not None and len(decoded) != size):
-            decoded = b64decode_any(text) or decoded
-        if decoded is None:
-            raise MalformedEvidenceError(f"{name} is neither base64 nor hex text")
-        return decoded
-    raise MalformedEvidenceError(
-        f"{name} must be a string or a byte list, got {type(value).__name__}")
-
-
-def _looks_hex(text: bytes) -> bool:
-    return bool(re.fullmatch(rb"(0x)?[0-9a-fA-F]+", text)) and len(text) % 2 == 0
 
 
 # --- a report from its named fields (serde JSON of virtee/sev, protojson of go-sev-guest) ---
@@ -297,7 +259,7 @@ def report_from_fields(fields: Mapping[str, Any]) -> bytes:
         if name in _TCB_FIELDS:
             values[name] = _tcb_bytes(raw, name, turin=turin)
         elif name in _BYTE_FIELDS:
-            values[name] = _sized(_bytes_field(raw, name, size), size, name)
+            values[name] = _sized(json_bytes(raw, name, size), size, name)
         else:
             values[name] = _int_field(raw, name, size)
     values["signature_r"], values["signature_s"] = _signature(norm.get("signature"))
@@ -326,7 +288,7 @@ def _overlay_reserved(report: bytes, norm: Mapping[str, Any]) -> bytes:
         value = norm.get(name)
         if value is None or any(norm.get(n) is not None for n in named):
             continue
-        out[offset : offset + size] = _sized(_bytes_field(value, name, size), size, name)
+        out[offset : offset + size] = _sized(json_bytes(value, name, size), size, name)
     return bytes(out)
 
 
@@ -387,7 +349,7 @@ def _tcb_bytes(value: Any, name: str, *, turin: bool) -> bytes:
         return TcbVersion.compose(**comp).raw
     if isinstance(value, int | str) and not _is_byte_text(value):
         return _int_field(value, name, 8).to_bytes(8, "little")
-    return _sized(_bytes_field(value, name, 8), 8, name)
+    return _sized(json_bytes(value, name, 8), 8, name)
 
 
 def _is_byte_text(value: Any) -> bool:
@@ -397,10 +359,10 @@ def _is_byte_text(value: Any) -> bool:
 
 def _signature(value: Any) -> tuple[bytes, bytes]:
     if isinstance(value, Mapping):
-        r = _bytes_field(value.get("r"), "signature.r", 72)
-        s = _bytes_field(value.get("s"), "signature.s", 72)
+        r = json_bytes(value.get("r"), "signature.r", 72)
+        s = json_bytes(value.get("s"), "signature.s", 72)
         return _sized(r, 72, "signature.r"), _sized(s, 72, "signature.s")
-    raw = _bytes_field(value, "signature")
+    raw = json_bytes(value, "signature")
     if len(raw) < 144:
         raise MalformedEvidenceError(f"signature is {len(raw)} bytes, expected at least 144")
     return raw[:72], raw[72:144]

@@ -10,11 +10,11 @@ The report is 0x4A0 bytes, little-endian. The signature (ECDSA P-384, SHA-384) c
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from veritee.errors import MalformedEvidenceError, UnsupportedVersionError
+from veritee.tee._layout import FieldTable
 
 REPORT_SIZE: Final = 0x4A0
 SIGNED_SIZE: Final = 0x2A0
@@ -23,10 +23,10 @@ SIG_ALGO_ECDSA_P384_SHA384: Final = 1
 
 Product = Literal["milan", "genoa", "turin"]
 
-# (field, offset, size, struct code) — one row per field of Table 23, in offset order.
-# Code "x" marks a reserved range that must be zero; ``_V3``/``_V5`` rows are reserved
-# (and must be zero) in earlier versions.
-_LAYOUT: Final[tuple[tuple[str, int, int, str], ...]] = (
+# (field, offset, size, struct code[, since]) — one row per field of Table 23, in offset
+# order. Code "x" marks a reserved range that must be zero; a row with ``since`` is reserved
+# (and must be zero) in earlier report versions.
+LAYOUT: Final = FieldTable("SNP report", (
     ("version", 0x000, 4, "I"),
     ("guest_svn", 0x004, 4, "I"),
     ("policy", 0x008, 8, "Q"),
@@ -46,9 +46,9 @@ _LAYOUT: Final[tuple[tuple[str, int, int, str], ...]] = (
     ("report_id", 0x140, 32, "s"),
     ("report_id_ma", 0x160, 32, "s"),
     ("reported_tcb", 0x180, 8, "s"),
-    ("cpuid_fam_id", 0x188, 1, "B"),  # v3+
-    ("cpuid_mod_id", 0x189, 1, "B"),  # v3+
-    ("cpuid_step", 0x18A, 1, "B"),  # v3+
+    ("cpuid_fam_id", 0x188, 1, "B", 3),
+    ("cpuid_mod_id", 0x189, 1, "B", 3),
+    ("cpuid_step", 0x18A, 1, "B", 3),
     ("_reserved_18b", 0x18B, 21, "x"),
     ("chip_id", 0x1A0, 64, "s"),
     ("committed_tcb", 0x1E0, 8, "s"),
@@ -61,67 +61,28 @@ _LAYOUT: Final[tuple[tuple[str, int, int, str], ...]] = (
     ("committed_major", 0x1EE, 1, "B"),
     ("_reserved_1ef", 0x1EF, 1, "x"),
     ("launch_tcb", 0x1F0, 8, "s"),
-    ("launch_mit_vector", 0x1F8, 8, "Q"),  # v5+
-    ("current_mit_vector", 0x200, 8, "Q"),  # v5+
+    ("launch_mit_vector", 0x1F8, 8, "Q", 5),
+    ("current_mit_vector", 0x200, 8, "Q", 5),
     ("_reserved_208", 0x208, 0x98, "x"),
     ("signature_r", 0x2A0, 72, "s"),
     ("signature_s", 0x2E8, 72, "s"),
+    # With SIGNATURE_ALGO 1 (the only one), the rest of the signature area is reserved.
     ("_reserved_330", 0x330, 368, "x"),
-)
+), size=REPORT_SIZE)
 
-
-def _struct_from_layout() -> tuple[struct.Struct, tuple[str, ...]]:
-    fmt = "<"
-    names: list[str] = []
-    offset = 0
-    for name, at, size, code in _LAYOUT:
-        if at != offset:
-            raise AssertionError(f"layout gap before {name} at {at:#x}")
-        if code == "x":
-            fmt += f"{size}x"
-        elif code == "s":
-            fmt += f"{size}s"
-            names.append(name)
-        else:
-            fmt += code
-            names.append(name)
-            if struct.calcsize("<" + code) != size:
-                raise AssertionError(f"size of {name}")
-        offset += size
-    if offset != REPORT_SIZE:
-        raise AssertionError("layout does not cover the report")
-    return struct.Struct(fmt), tuple(names)
-
-
-_STRUCT, FIELD_NAMES = _struct_from_layout()
-_NAMES = FIELD_NAMES
+FIELD_NAMES: Final = LAYOUT.names
 #: Size in bytes of every named field.
-FIELD_SIZES: Final = {name: size for name, _, size, code in _LAYOUT if code != "x"}
+FIELD_SIZES: Final = LAYOUT.sizes
 
 
 def pack_fields(values: dict[str, int | bytes]) -> bytes:
     """Pack named field values into report bytes; reserved ranges become zero.
 
     Raises:
-        MalformedEvidenceError: a value does not fit its field.
+        MalformedEvidenceError: a value is missing or does not fit its field.
     """
-    for name in FIELD_NAMES:
-        value = values[name]
-        if isinstance(value, bytes) and len(value) != FIELD_SIZES[name]:
-            raise MalformedEvidenceError(
-                f"report field {name} is {len(value)} bytes, expected {FIELD_SIZES[name]}"
-            )
-    try:
-        return _STRUCT.pack(*(values[n] for n in FIELD_NAMES))
-    except struct.error as exc:
-        raise MalformedEvidenceError(f"report fields do not fit the layout: {exc}") from exc
+    return LAYOUT.pack(values)
 
-# Reserved ranges checked per version: (start, end, first version where the range is used).
-_MBZ_ALWAYS: Final = ((0x04C, 0x050), (0x18B, 0x1A0), (0x1EB, 0x1EC), (0x1EF, 0x1F0),
-                      (0x208, 0x2A0))
-_MBZ_BEFORE_V3: Final = ((0x188, 0x18B),)
-_MBZ_BEFORE_V5: Final = ((0x1F8, 0x208),)
-_MBZ_ALGO1: Final = ((0x330, 0x4A0),)
 
 # SIGNER_INFO (a.k.a. KEY_INFO, 0x048) bits, Table 23.
 SIGNER_AUTHOR_KEY_EN: Final = 1 << 0
@@ -278,7 +239,7 @@ class SnpReport:
 
     def to_bytes(self) -> bytes:
         """Rebuild the report from its fields; equals ``raw`` for every parsed report."""
-        return _STRUCT.pack(*(getattr(self, n) for n in _NAMES))
+        return LAYOUT.struct.pack(*(getattr(self, n) for n in FIELD_NAMES))
 
 
 def parse_report(data: bytes) -> SnpReport:
@@ -289,12 +250,8 @@ def parse_report(data: bytes) -> SnpReport:
             signing key or signature algorithm, or policy bits that the ABI forbids.
         UnsupportedVersionError: VERSION is not 2, 3, 4 or 5.
     """
-    if len(data) < REPORT_SIZE:
-        raise MalformedEvidenceError(
-            f"SNP report is {len(data)} bytes, shorter than {REPORT_SIZE} ({REPORT_SIZE:#x})"
-        )
+    values = LAYOUT.unpack(data)
     raw = bytes(data[:REPORT_SIZE])
-    values = dict(zip(_NAMES, _STRUCT.unpack(raw), strict=True))
     version = values["version"]
     if version not in SUPPORTED_VERSIONS:
         raise UnsupportedVersionError(
@@ -306,23 +263,11 @@ def parse_report(data: bytes) -> SnpReport:
 
 
 def _check_reserved(report: SnpReport) -> None:
-    raw = report.raw
-    ranges = list(_MBZ_ALWAYS)
-    if report.version < 3:
-        ranges += _MBZ_BEFORE_V3
-    if report.version < 5:
-        ranges += _MBZ_BEFORE_V5
     if report.signature_algo != SIG_ALGO_ECDSA_P384_SHA384:
         raise MalformedEvidenceError(
             f"SIGNATURE_ALGO is {report.signature_algo}; only 1 (ECDSA P-384 with SHA-384) exists"
         )
-    ranges += _MBZ_ALGO1
-    for start, end in ranges:
-        if any(raw[start:end]):
-            raise MalformedEvidenceError(
-                f"reserved bytes [{start:#x}, {end:#x}) must be zero in a version "
-                f"{report.version} report, found {raw[start:end].hex()}"
-            )
+    LAYOUT.check_zero(report.raw, report.version)
     if report.signer_info >> 5:
         raise MalformedEvidenceError(
             f"SIGNER_INFO bits 31:5 must be zero, got {report.signer_info:#x}")
@@ -345,6 +290,18 @@ def product_from_cpuid(family: int, model: int) -> Product | None:
         if 0x10 <= model <= 0x1F or 0xA0 <= model <= 0xAF:
             return "genoa"
     if family == 0x1A and model <= 0x11:
+        return "turin"
+    return None
+
+
+def product_hint(report: SnpReport) -> Product | None:
+    """The product line the report itself names: from CPUID (v3+), else a Turin-shaped
+    CHIP_ID; None when it names none (the certificates then decide)."""
+    if report.has_cpuid:
+        product = product_from_cpuid(report.cpuid_fam_id, report.cpuid_mod_id)
+        if product is not None:
+            return product
+    if chip_id_looks_turin(report.chip_id):
         return "turin"
     return None
 

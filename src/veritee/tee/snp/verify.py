@@ -22,67 +22,43 @@ Pure: no network except through the injected :class:`CollateralSource`, no clock
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final, Self
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from veritee import x509 as chains
 from veritee.collateral import CollateralSource
-from veritee.collateral.amd import KdsClient
 from veritee.errors import (
     BindingError,
     ChainError,
     CollateralMissingError,
-    ExpiredError,
+    MalformedEvidenceError,
     MisuseError,
     RevokedError,
     SignatureError,
-    UntrustedRootError,
     VeriteeError,
 )
 from veritee.evidence import Evidence
+from veritee.tee.snp import kds
 from veritee.tee.snp.certs import VekInfo, product_of_ca, role_of, vek_info
+from veritee.tee.snp.certtable import CertEntry
 from veritee.tee.snp.claims import SnpClaims, claims_dict
 from veritee.tee.snp.evidence import SnpEvidence, parse_snp_evidence
-from veritee.tee.snp.layout import (
-    SnpReport,
-    TcbVersion,
-    chip_id_looks_turin,
-    product_from_cpuid,
-)
+from veritee.tee.snp.layout import SnpReport, TcbVersion, product_hint
 from veritee.tee.snp.roots import AmdRoot, amd_roots
-from veritee.x509 import Cert, CertCache, Crl
+from veritee.x509 import Cert, CertCache, CertPool, Crl
 
-REPORT_DATA_SIZE = 64
-_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
-_KDS_NAMES = {"milan": "Milan", "genoa": "Genoa", "turin": "Turin"}
-
-
-@dataclass
-class _Pool:
-    """Certificates and CRLs available for one verification, indexed by role."""
-
-    roles: dict[str, list[Cert]] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
-    crls: list[Crl] = field(default_factory=list)
-
-    def add(self, cert: Cert) -> bool:
-        """Add ``cert`` unless present; True when it was new."""
-        if cert.sha256 in self.seen:
-            return False
-        self.seen.add(cert.sha256)
-        self.roles.setdefault(role_of(cert), []).append(cert)
-        return True
-
-    def by_role(self, role: str) -> list[Cert]:
-        return self.roles.get(role, [])
-
-    def copy(self) -> _Pool:
-        return _Pool({r: list(c) for r, c in self.roles.items()}, set(self.seen), list(self.crls))
+REPORT_DATA_SIZE: Final = 64
+_PSS: Final = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+#: The roles a certificate-table entry of each kind may hold (the ASK GUID also carries the
+#: ASVK, GHCB 56421 §4.1.8.1).
+_ENTRY_ROLES: Final = {"vcek": ("vcek",), "vlek": ("vlek",), "ask": ("ask", "asvk"),
+                       "ark": ("ark",)}
 
 
 class SnpVerifier:
@@ -92,12 +68,20 @@ class SnpVerifier:
 
     def __init__(self, roots: Sequence[AmdRoot] | None = None, *,
                  cache: CertCache | None = None) -> None:
-        self.roots: tuple[AmdRoot, ...] = tuple(roots) if roots is not None else amd_roots()
+        self._roots: tuple[AmdRoot, ...] = tuple(roots) if roots is not None else amd_roots()
         self._cache = cache or CertCache()
-        self._pinned = {fp: root for root in self.roots for fp in root.fingerprints}
-        self._root_blobs = tuple(dict.fromkeys(r.pem for r in self.roots if r.pem))
-        self._base: _Pool | None = None
+        self._pinned = {fp: root for root in self._roots for fp in root.fingerprints}
+        self._root_blobs = tuple(dict.fromkeys(r.pem for r in self._roots if r.pem))
+        self._base: CertPool | None = None
         self._vek_infos: dict[str, VekInfo] = {}
+
+    @property
+    def roots(self) -> tuple[AmdRoot, ...]:
+        return self._roots
+
+    def with_roots(self, roots: Sequence[AmdRoot]) -> Self:
+        """A verifier trusting ``roots`` (for instance emulated ones) beside these."""
+        return type(self)((*self._roots, *roots))
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -123,11 +107,12 @@ class SnpVerifier:
             )
         snp = parse_snp_evidence(evidence)
         report = snp.report
-        product = _product_hint(report)
+        product = product_hint(report)
         try:
             return self._verify(snp, product, report_data, collateral, now)
         except VeriteeError as exc:
-            raise exc.with_claims(claims_dict(report, product, report.signing_key)) from None
+            exc.with_claims(claims_dict(report, product, report.signing_key))
+            raise
 
     def _verify(self, snp: SnpEvidence, product: str | None, report_data: bytes | None,
                 collateral: CollateralSource, now: datetime) -> SnpClaims:
@@ -139,7 +124,7 @@ class SnpVerifier:
         product = product or _product_from_vek(vek, info, pool)
         ark, intermediate = self._chain(vek, signer, product, pool, now)
         root = self._pinned[ark.sha256]
-        hint = _product_hint(report)
+        hint = product_hint(report)
         if hint is not None and hint != root.product:
             raise BindingError(
                 f"the report identifies a {hint} CPU but its {signer.upper()} chains to "
@@ -169,44 +154,58 @@ class SnpVerifier:
 
     # -- certificates ------------------------------------------------------------------------
 
-    def _pool(self, snp: SnpEvidence, collateral: CollateralSource) -> _Pool:
+    def _pool(self, snp: SnpEvidence, collateral: CollateralSource) -> CertPool:
         """The pinned roots (indexed once) plus the evidence's and the operator's certificates;
         any ARK among the latter must be pinned."""
         pool = self._base_pool().copy()
         for entry in snp.certs:
-            if entry.kind in ("vcek", "vlek", "ask", "ark", "crl"):
-                self._add_blob(pool, entry.data, "evidence")
-        for blob in collateral.blobs:
-            self._add_blob(pool, blob, "endorsements")
+            if entry.kind in _ENTRY_ROLES:
+                self._add_entry(pool, entry)
+            elif entry.kind == "crl":
+                pool.crls.extend(self._cache.blob(entry.data)[1])
+        for item in collateral.files:
+            found, crls = self._cache.blob(item.data)
+            if item.named and not found and not crls:
+                raise MisuseError(f"{item.origin} file {item.name} holds no certificate or "
+                                  "CRL that veritee can read (PEM, DER or base64 DER)")
+            self._add_certs(pool, found, f"{item.origin} {item.name}")
+            pool.crls.extend(crls)
         return pool
 
-    def _base_pool(self) -> _Pool:
+    def _add_entry(self, pool: CertPool, entry: CertEntry) -> None:
+        """A certificate of the evidence's table: it must parse and hold the role its GUID
+        names (a VCEK entry holding a certificate named SEV-VLEK is refused)."""
+        found = self._cache.blob(entry.data)[0]
+        cert = found[0] if found else None
+        if cert is None:
+            raise MalformedEvidenceError(
+                f"the evidence's {entry.kind.upper()} entry ({len(entry.data)} bytes) is not a "
+                "certificate")
+        if role_of(cert) not in _ENTRY_ROLES[entry.kind]:
+            raise ChainError(f"the evidence's {entry.kind.upper()} entry holds a certificate "
+                             f"named {cert.subject_cn!r}, which is not a {entry.kind.upper()}")
+        self._add_certs(pool, (cert,), "evidence")
+
+    def _base_pool(self) -> CertPool:
         base = self._base
         if base is None:
-            base = _Pool()
+            base = CertPool(role_of)
             for blob in self._root_blobs:
-                certs, crls = self._cache.blob(blob)
-                for cert in certs:
-                    base.add(cert)
-                base.crls.extend(crls)
+                base.extend(*self._cache.blob(blob))
             self._base = base
         return base
 
     def _emulated_hint(self) -> str:
-        if any(r.emulated for r in self.roots):
+        if any(r.emulated for r in self._roots):
             return ""
         return " (emulated roots are trusted only when the operator enables them)"
 
-    def _add_blob(self, pool: _Pool, blob: bytes, source: str) -> None:
-        certs, crls = self._cache.blob(blob)
-        for cert in certs:
-            if role_of(cert) == "ark" and cert.sha256 not in self._pinned:
-                raise UntrustedRootError(
-                    f"{cert.subject_cn} from the {source} has SHA-256 {cert.sha256}, which is "
-                    "not a pinned AMD root" + self._emulated_hint()
-                )
+    def _add_certs(self, pool: CertPool, found: Sequence[Cert], source: str) -> None:
+        for cert in found:
+            if role_of(cert) == "ark":
+                chains.require_pinned(cert, self._pinned, what=source, vendor="AMD",
+                                      hint=self._emulated_hint())
             pool.add(cert)
-        pool.crls.extend(crls)
 
     def _vek_info(self, cert: Cert) -> VekInfo:
         """AMD's extensions of a VCEK/VLEK, parsed once per certificate."""
@@ -218,7 +217,7 @@ class SnpVerifier:
             self._vek_infos[cert.sha256] = info
         return info
 
-    def _find_vek(self, report: SnpReport, signer: str, product: str | None, pool: _Pool,
+    def _find_vek(self, report: SnpReport, signer: str, product: str | None, pool: CertPool,
                   collateral: CollateralSource) -> Cert:
         candidates = pool.by_role(signer)
         if candidates:
@@ -253,15 +252,11 @@ class SnpVerifier:
                 "CHIP_ID is masked (all zero), so the VCEK cannot be looked up; it must come "
                 "with the evidence or through --endorsements"
             )
-        kds = KdsClient(collateral.cache, collateral.fetcher)
-        products = [product] if product else ["milan", "genoa"]
         misses: list[str] = []
-        for name in products:
-            turin = name == "turin"
-            tcb = TcbVersion.decode(report.reported_tcb, turin=turin).components()
-            hwid = report.chip_id[:8] if turin else report.chip_id
+        for name in [product] if product else ["milan", "genoa"]:
             try:
-                der = kds.vcek(_KDS_NAMES[name], hwid, tcb)
+                der = collateral.get(kds.report_vcek_url(report, name), "VCEK",
+                                     service=kds.SERVICE)
             except CollateralMissingError as exc:
                 misses.append(exc.detail)
                 continue
@@ -271,7 +266,7 @@ class SnpVerifier:
             return cert
         raise CollateralMissingError("no VCEK found: " + "; ".join(misses))
 
-    def _chain(self, vek: Cert, signer: str, product: str | None, pool: _Pool,
+    def _chain(self, vek: Cert, signer: str, product: str | None, pool: CertPool,
                now: datetime) -> tuple[Cert, Cert]:
         """Verify VEK ← ASK/ASVK ← ARK; return (ARK, intermediate)."""
         want = "asvk" if signer == "vlek" else "ask"
@@ -290,10 +285,12 @@ class SnpVerifier:
                 errors.append(f"no pinned ARK named {intermediate.issuer_cn!r}")
             for ark in arks:  # several when emulated roots share AMD's names
                 try:
-                    self._check_link(vek, intermediate,
-                                     f"{signer.upper()} signature by the {want.upper()}")
-                    self._check_link(intermediate, ark, f"{want.upper()} signature by the ARK")
-                    self._check_link(ark, ark, "ARK self-signature")
+                    chains.check_link(self._cache, vek, intermediate,
+                                     f"{signer.upper()} signature by the {want.upper()}",
+                                     _pss_signed)
+                    chains.check_link(self._cache, intermediate, ark,
+                                     f"{want.upper()} signature by the ARK", _pss_signed)
+                    chains.check_link(self._cache, ark, ark, "ARK self-signature", _pss_signed)
                 except ChainError as exc:
                     errors.append(exc.detail)
                     continue
@@ -303,40 +300,29 @@ class SnpVerifier:
                 return ark, intermediate
         raise ChainError("; ".join(dict.fromkeys(errors)))
 
-    def _arks_for(self, intermediate: Cert, pool: _Pool) -> list[Cert]:
+    def _arks_for(self, intermediate: Cert, pool: CertPool) -> list[Cert]:
         """Every pinned ARK named as the issuer of ``intermediate``."""
         return [ark for ark in pool.by_role("ark")
                 if ark.subject_cn == intermediate.issuer_cn and ark.sha256 in self._pinned]
 
-    def _check_link(self, cert: Cert, issuer: Cert, what: str) -> None:
-        key = (cert.sha256, issuer.sha256)
-        ok = self._cache.link(key)
-        if ok is None:
-            ok = _pss_verifies(cert, issuer)
-            self._cache.set_link(key, ok)
-        if not ok:
-            raise ChainError(f"{what} does not verify ({cert.subject_cn} ← {issuer.subject_cn})")
-
     # -- revocation --------------------------------------------------------------------------
 
-    def _check_revocation(self, ark: Cert, intermediate: Cert, vek: Cert, *, pool: _Pool,
+    def _check_revocation(self, ark: Cert, intermediate: Cert, vek: Cert, *, pool: CertPool,
                           collateral: CollateralSource, signer: str, product: str,
                           now: datetime) -> str:
         crls = list(pool.crls)
-        kds = KdsClient(collateral.cache, None)
-        cached = collateral.cache.get(kds.crl_url(_KDS_NAMES[product], signer))
+        cached = collateral.cached(kds.crl_url(product, signer))
         if cached is not None:
             crls.extend(self._cache.blob(cached)[1])
         crls = [c for c in crls if c.issuer_cn == ark.subject_cn]
         if not crls:
             return "not_checked"
         for crl in crls:
-            _check_crl(crl, ark, now)
+            chains.check_crl(crl, ark, now, verifies=_pss_signed_crl)
             for cert, what in ((intermediate, intermediate.subject_cn), (vek, signer.upper())):
-                serial = cert.serial
-                if serial and crl.crl.get_revoked_certificate_by_serial_number(serial) is not None:
+                if cert.serial and crl.lists(cert):
                     raise RevokedError(
-                        f"{what} (serial {serial}) is revoked by the {ark.subject_cn} CRL")
+                        f"{what} (serial {cert.serial}) is revoked by the {ark.subject_cn} CRL")
         return "checked"
 
 
@@ -351,19 +337,9 @@ def _signer(report: SnpReport) -> str:
     return report.signing_key
 
 
-def _product_hint(report: SnpReport) -> str | None:
-    if report.has_cpuid:
-        product = product_from_cpuid(report.cpuid_fam_id, report.cpuid_mod_id)
-        if product is not None:
-            return product
-    if chip_id_looks_turin(report.chip_id):
-        return "turin"
-    return None
-
-
-def _product_from_vek(vek: Cert, info: VekInfo, pool: _Pool) -> str | None:
+def _product_from_vek(vek: Cert, info: VekInfo, pool: CertPool) -> str | None:
     name = (info.product_name or "").split("-", 1)[0].lower()
-    if name in _KDS_NAMES:
+    if name in kds.PRODUCTS:
         return name
     for role in ("ask", "asvk"):
         for cert in pool.by_role(role):
@@ -372,17 +348,17 @@ def _product_from_vek(vek: Cert, info: VekInfo, pool: _Pool) -> str | None:
     return None
 
 
-def _pss_verifies(cert: Cert, issuer: Cert) -> bool:
-    key = issuer.public_key
-    if not isinstance(key, rsa.RSAPublicKey):
-        return False
+def _pss_signed(cert: Cert, issuer: Cert) -> bool:
+    """AMD's profile: every link is RSASSA-PSS with SHA-384 and a 48-byte salt (57230)."""
     if cert.cert.signature_algorithm_oid != x509.SignatureAlgorithmOID.RSASSA_PSS:
         return False
-    try:
-        key.verify(cert.cert.signature, cert.cert.tbs_certificate_bytes, _PSS, hashes.SHA384())
-    except InvalidSignature:
-        return False
-    return True
+    return chains.signature_verifies(cert.tbs, cert.signature, issuer.public_key,
+                                    rsa_padding=_PSS, algorithm=hashes.SHA384())
+
+
+def _pss_signed_crl(crl: Crl, ark: Cert) -> bool:
+    return chains.signature_verifies(crl.crl.tbs_certlist_bytes, crl.crl.signature,
+                                    ark.public_key, rsa_padding=_PSS, algorithm=hashes.SHA384())
 
 
 def _check_report_signature(report: SnpReport, vek: Cert) -> None:
@@ -433,20 +409,3 @@ def _check_hwid(report: SnpReport, info: VekInfo, signer: str, product: str) -> 
             )
     elif report.chip_id != info.hwid:
         raise BindingError(f"CHIP_ID is {report.chip_id.hex()}, VCEK hwID is {info.hwid.hex()}")
-
-
-def _check_crl(crl: Crl, ark: Cert, now: datetime) -> None:
-    key = ark.public_key
-    try:
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise InvalidSignature
-        key.verify(crl.crl.signature, crl.crl.tbs_certlist_bytes, _PSS, hashes.SHA384())
-    except InvalidSignature as exc:
-        raise ChainError(
-            f"the CRL named for {ark.subject_cn} is not signed by the pinned ARK") from exc
-    last, nxt = crl.crl.last_update_utc, crl.crl.next_update_utc
-    if now < last or (nxt is not None and now > nxt):
-        raise ExpiredError(
-            f"the {ark.subject_cn} CRL is valid from {last.isoformat()} to "
-            f"{nxt.isoformat() if nxt else 'unspecified'}; verification time is {now.isoformat()}"
-        )

@@ -1,0 +1,77 @@
+"""Text encodings of bytes, written once: base64 and base64url (padded or not), hex.
+
+Standard library only (DESIGN.md, layer "errors, common types").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Final
+
+_HEX_RE: Final = re.compile(rb"\A(?:0[xX])?[0-9a-fA-F]+\Z")
+_B64_RE: Final = re.compile(rb"\A[A-Za-z0-9+/_-]+={0,2}\Z")
+_B64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
+_WS: Final = re.compile(rb"\s+")
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2), as JOSE writes it."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes | None:
+    """Strict base64url, padded or not; None when ``text`` is anything else."""
+    if not isinstance(text, str) or not _B64URL_RE.fullmatch(text.rstrip("=")):
+        return None
+    body = text.rstrip("=")
+    if len(body) % 4 == 1:
+        return None
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def b64decode_any(text: bytes | str) -> bytes | None:
+    """Decode standard or URL-safe base64, padded or not; None if it is neither."""
+    try:
+        raw = text.encode("ascii") if isinstance(text, str) else text
+    except UnicodeEncodeError:
+        return None
+    raw = raw.strip()
+    alt = raw.replace(b"-", b"+").replace(b"_", b"/").rstrip(b"=")
+    if len(alt) % 4 == 1:
+        return None
+    try:
+        return base64.b64decode(alt + b"=" * (-len(alt) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def is_hex_text(text: bytes) -> bool:
+    """Hex digits (optional ``0x``), an even number of them."""
+    return bool(_HEX_RE.match(text)) and len(text.removeprefix(b"0x").removeprefix(b"0X")) % 2 == 0
+
+
+def decode_text_bytes(text: bytes) -> bytes | None:
+    """Decode hex (optional ``0x``, whitespace ignored) or base64/base64url text; else None."""
+    compact = _WS.sub(b"", text)
+    if not compact:
+        return None
+    if is_hex_text(compact):
+        digits = compact[2:] if compact[:2] in (b"0x", b"0X") else compact
+        return bytes.fromhex(digits.decode())
+    if _B64_RE.match(compact):
+        return b64decode_any(compact)
+    return None
+
+
+def compact(text: bytes) -> bytes:
+    """``text`` without white space."""
+    return _WS.sub(b"", text)
+
+
+__all__ = ["b64decode_any", "b64url", "b64url_decode", "compact", "decode_text_bytes",
+           "is_hex_text"]

@@ -1,0 +1,531 @@
+"""The HTTP face of the broker: FastAPI routes for the KBS protocol, admin paths, health,
+metrics and the JWKS. Protocol logic lives in :mod:`veritee.broker.service`; this module
+only translates HTTP (bodies, cookies, headers, statuses) and maps errors in one place
+(:func:`veritee.broker.problems.problem_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from veritee import __version__
+from veritee.appraisal import PolicyEngine, parse_reference_values
+from veritee.appraisal.ear import EarIssuer
+from veritee.broker import policies, problems
+from veritee.broker.admin import AdminAuthenticator, AdminAuthError, AdminIdentity
+from veritee.broker.config import Config, load_config
+from veritee.broker.keys import load_keys
+from veritee.broker.metrics import Metrics
+from veritee.broker.service import Broker
+from veritee.collateral import CollateralSource, DirectoryCache
+from veritee.collateral.fetch import HttpFetcher
+from veritee.encoding import b64url
+from veritee.errors import VeriteeError
+from veritee.store import AuditWriter, Store
+from veritee.tee import tee_names
+
+log = logging.getLogger("veritee.broker")
+#: Seconds an audit event may wait in memory before its batch is written (veritee.store.audit).
+AUDIT_INTERVAL = 0.05
+SESSION_COOKIE = "kbs-session-id"
+_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_JSON_PATHS = ("/kbs/v0/auth", "/kbs/v0/attest", "/kbs/v0/attestation-policy",
+               "/kbs/v0/resource-policy", "/kbs/v0/reference-value", "/kbs/v0/policy-test")
+
+
+# -- request bodies (documented in the OpenAPI document; extra keys are kept) ------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class AuthRequest(_Body):
+    version: str = Field(examples=["0.4.0"])
+    tee: str = Field(examples=tee_names()[:1])
+    extra_params: dict[str, Any] | str | None = Field(default=None, alias="extra-params")
+
+
+class Challenge(BaseModel):
+    nonce: str = Field(description="base64 of 32 random bytes")
+    extra_params: dict[str, Any] | str = Field(alias="extra-params")
+
+
+class RuntimeData(_Body):
+    nonce: str
+    tee_pubkey: dict[str, Any] = Field(alias="tee-pubkey")
+
+
+class InitData(_Body):
+    format: str
+    body: str
+
+
+class AttestRequest(_Body):
+    runtime_data: RuntimeData = Field(alias="runtime-data")
+    tee_evidence: dict[str, Any] | str = Field(alias="tee-evidence")
+    init_data: InitData | None = Field(default=None, alias="init-data")
+
+
+class TokenResponse(BaseModel):
+    token: str
+
+
+class AttestationPolicyRequest(_Body):
+    type: str = "rego"
+    policy_id: str
+    policy: str = Field(description="base64url of the Rego source")
+
+
+class ResourcePolicyRequest(_Body):
+    policy: str = Field(description="base64url of the Rego source")
+
+
+class PolicyTestRequest(_Body):
+    tee: str
+    evidence: dict[str, Any] | str
+    policy: str | None = Field(default=None, description="base64url Rego; default: the stored one")
+    report_data: str | None = Field(default=None, description="expected report data, hex")
+    runtime_data: dict[str, Any] | None = None
+
+
+class ProblemBody(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProblemBody, "description": desc}
+    for code, desc in ((400, "Malformed request"), (401, "Not authenticated or attestation failed"),
+                       (403, "Refused by policy or role"), (404, "No such resource or path"),
+                       (413, "Body too large"), (503, "Store or collateral unavailable"))
+}
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+
+def build_broker(config: Config) -> tuple[Broker, AdminAuthenticator, list[str]]:
+    """Open the store, load or generate keys; return the broker and the admin authenticator."""
+    keys = load_keys(config)
+    store = Store.open(config.store_url, kek=keys.kek)
+    store.migrate()
+    cache_dir = config.verification.cache_dir or str(config.data_path / "collateral")
+    collateral = CollateralSource.from_paths(
+        (), [Path(p) for p in config.verification.collateral],
+        cache=DirectoryCache(Path(cache_dir)),
+        fetcher=None if config.verification.offline else HttpFetcher(),
+    )
+    broker = Broker(
+        store=store, engine=PolicyEngine(natives=policies.natives()),
+        issuer=EarIssuer(keys.signing_key, issuer=config.tokens.issuer,
+                         ttl_seconds=config.tokens.ttl_seconds,
+                         verifier_build=f"veritee {__version__}"),
+        collateral=collateral, trust_emulated=config.verification.trust_emulated,
+        session_seconds=config.session.timeout_seconds,
+        max_evidence_bytes=config.verification.max_evidence_bytes,
+        explain_denials=config.policy.explain_denials,
+        audit=AuditWriter(store, interval=AUDIT_INTERVAL),
+    )
+    admin = AdminAuthenticator(config.admin, keys.admin_public_keys)
+    return broker, admin, list(keys.generated)
+
+
+def create_app(config: Config | None = None) -> FastAPI:
+    """The ASGI app (uvicorn factory: ``veritee.server.app:create_app``)."""
+    config = config or load_config(_config_path_from_env())
+    broker, admin, _ = build_broker(config)
+    return make_app(broker, admin, config)
+
+
+def _config_path_from_env() -> Any:
+    path = os.environ.get("VERITEE_CONFIG")
+    return Path(path) if path else None
+
+
+def make_app(broker: Broker, admin: AdminAuthenticator, config: Config) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_purge_loop(broker, config.session.purge_interval_seconds))
+        yield
+        task.cancel()
+        await asyncio.to_thread(broker.close)
+
+    app = FastAPI(title="veritee key broker", version=__version__, lifespan=lifespan,
+                  description="Attestation verifier and key broker speaking the Confidential "
+                              "Containers KBS protocol 0.4.0.",
+                  responses=_ERRORS)
+    app.state.broker = broker
+    _install_error_handlers(app)
+    _add_routes(app, broker, admin)
+    app.add_middleware(_MetricsMiddleware, metrics=broker.metrics)
+    app.add_middleware(_BodyLimitMiddleware, limit=config.server.max_body_bytes)
+    return app
+
+
+async def _purge_loop(broker: Broker, interval: int) -> None:
+    delay = float(interval)
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await asyncio.to_thread(broker.store.purge_expired, now=broker.clock())
+            delay = float(interval)
+        except VeriteeError as exc:
+            log.warning("session purge failed: %s", exc.detail)
+            delay = min(delay * 2, 3600.0)
+
+
+_T = TypeVar("_T")
+
+
+def _runner(broker: Broker) -> Callable[..., Awaitable[Any]]:
+    """How the KBS routes call the broker. Its work is CPU (verification, signing) and short
+    store calls: with SQLite (a local file; a statement takes tens of microseconds) it runs on
+    the event loop, which saves a thread hop per request (≈0.25 ms) and the GIL hand-offs
+    between the loop and the pool; with a networked database it runs in the thread pool, so
+    that round trips to the database do not hold up the worker's other requests."""
+    if broker.store.engine.dialect.name == "sqlite":
+        async def inline(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+            return call(*args, **kwargs)
+        return inline
+
+    async def pooled(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+    return pooled
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _resource_path(repository: str, kind: str, tag: str) -> str:
+    for part in (repository, kind, tag):
+        if not _SEGMENT.match(part) or part in (".", ".."):
+            raise problems.InvalidPath(f"resource path segment {part!r} is not allowed")
+    return f"{repository}/{kind}/{tag}"
+
+
+def _require_admin(request: Request) -> AdminIdentity:
+    admin: AdminAuthenticator = request.app.state.admin
+    broker: Broker = request.app.state.broker
+    try:
+        return admin.authorize(request.headers.get("authorization"), request.url.path,
+                               now=broker.clock())
+    except AdminAuthError as exc:
+        if exc.forbidden:
+            raise problems.AdminForbidden(exc.detail) from exc
+        raise problems.AdminUnauthorized(exc.detail) from exc
+
+
+#: The admin identity of a request (401/403 unless its bearer token passes the ACL).
+Admin = Annotated[AdminIdentity, Depends(_require_admin)]
+
+
+def _add_routes(app: FastAPI, broker: Broker, admin: AdminAuthenticator) -> None:
+    app.state.admin = admin
+    _add_kbs_routes(app, broker)
+    _add_admin_routes(app, broker)
+    _add_policy_routes(app, broker)
+    _add_ops_routes(app, broker)
+
+
+def _add_kbs_routes(app: FastAPI, broker: Broker) -> None:
+    run = _runner(broker)
+
+    @app.post("/kbs/v0/auth", response_model=Challenge, tags=["kbs"],
+              summary="Request: open a session and get a challenge")
+    async def auth(body: AuthRequest, response: Response) -> JSONResponse:
+        challenge = await run(broker.auth, body.model_dump(by_alias=True, exclude_none=True))
+        out = JSONResponse(challenge.body)
+        out.set_cookie(SESSION_COOKIE, challenge.session_id, path="/kbs/v0", httponly=True,
+                       expires=format_datetime(challenge.expires_at, usegmt=True))
+        return out
+
+    @app.post("/kbs/v0/attest", response_model=TokenResponse, tags=["kbs"],
+              summary="Attestation: send evidence bound to the challenge, get an EAR token")
+    async def attest(body: AttestRequest, request: Request) -> JSONResponse:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        token = await run(broker.attest, session_id,
+                          body.model_dump(by_alias=True, exclude_none=True),
+                          client=_client(request))
+        out = JSONResponse({"token": token})
+        if session_id:
+            out.set_cookie(SESSION_COOKIE, session_id, path="/kbs/v0", httponly=True)
+        return out
+
+    @app.get("/kbs/v0/resource/{repository}/{kind}/{tag}", tags=["kbs"],
+             summary="Get a secret as a JWE to the attested TEE key")
+    async def get_resource(repository: str, kind: str, tag: str,
+                           request: Request) -> JSONResponse:
+        path = _resource_path(repository, kind, tag)
+        sealed = await run(broker.resource, path, session_id=request.cookies.get(SESSION_COOKIE),
+                           authorization=request.headers.get("authorization"),
+                           client=_client(request))
+        return JSONResponse(sealed)
+
+
+def _add_admin_routes(app: FastAPI, broker: Broker) -> None:
+    @app.post("/kbs/v0/resource/{repository}/{kind}/{tag}", tags=["admin"],
+              summary="Set a secret (body: the raw bytes)")
+    async def set_resource(repository: str, kind: str, tag: str, request: Request,
+                           who: Admin) -> JSONResponse:
+        path = _resource_path(repository, kind, tag)
+        data = await request.body()
+        version = await asyncio.to_thread(broker.set_resource, path, data, who=who.subject)
+        return JSONResponse({"path": path, "version": version})
+
+    @app.delete("/kbs/v0/resource/{repository}/{kind}/{tag}", tags=["admin"],
+                summary="Delete a secret")
+    def delete_resource(repository: str, kind: str, tag: str, who: Admin) -> JSONResponse:
+        broker.delete_resource(_resource_path(repository, kind, tag), who=who.subject)
+        return JSONResponse({"deleted": True})
+
+    @app.post("/kbs/v0/reference-value", tags=["admin"], summary="Register reference values")
+    async def set_reference_values(request: Request, who: Admin) -> JSONResponse:
+        document = await _json_body(request)
+        names = await asyncio.to_thread(_register_reference_values, broker, document,
+                                        who.subject)
+        return JSONResponse({"registered": names})
+
+    @app.get("/kbs/v0/reference-value", tags=["admin"], summary="List reference values")
+    def list_reference_values(_: Admin) -> JSONResponse:
+        records = broker.store.list_reference_values(now=broker.clock())
+        return JSONResponse([_rv_json(r) for r in records])
+
+    @app.get("/kbs/v0/reference-value/{name}", tags=["admin"],
+             summary="Get one reference value")
+    def get_reference_value(name: str, _: Admin) -> JSONResponse:
+        for record in broker.store.list_reference_values(now=broker.clock()):
+            if record.name == name:
+                return JSONResponse(_rv_json(record))
+        raise problems.ResourceNotFound(f"no reference value named {name!r}")
+
+    @app.delete("/kbs/v0/reference-value/{name}", tags=["admin"],
+                summary="Delete a reference value")
+    def delete_reference_value(name: str, _: Admin) -> JSONResponse:
+        if not broker.store.delete_reference_value(name):
+            raise problems.ResourceNotFound(f"no reference value named {name!r}")
+        return JSONResponse({"deleted": True})
+
+    @app.get("/kbs/v0/audit", tags=["admin"], summary="Read the audit log")
+    def audit(_: Admin, limit: int = 100, kind: str | None = None) -> JSONResponse:
+        events = broker.audit_events(limit=max(1, min(limit, 1000)), kind=kind)
+        return JSONResponse([_audit_json(e) for e in events])
+
+
+def _add_policy_routes(app: FastAPI, broker: Broker) -> None:
+    @app.post("/kbs/v0/attestation-policy", tags=["admin"], summary="Set an attestation policy")
+    def set_attestation_policy(body: AttestationPolicyRequest, who: Admin) -> JSONResponse:
+        version = broker.set_attestation_policy(body.model_dump(), who=who.subject)
+        return JSONResponse({"policy_id": body.policy_id, "version": version})
+
+    @app.get("/kbs/v0/attestation-policy", tags=["admin"], summary="List attestation policies")
+    def list_attestation_policies(_: Admin) -> JSONResponse:
+        records = broker.store.list_policies("attestation")
+        return JSONResponse([{"policy_id": r.policy_id, "version": r.version,
+                              "created_at": r.created_at.isoformat(), "author": r.author}
+                             for r in records])
+
+    @app.post("/kbs/v0/resource-policy", tags=["admin"], summary="Set the resource policy")
+    def set_resource_policy(body: ResourcePolicyRequest, who: Admin) -> JSONResponse:
+        version = broker.set_resource_policy(body.model_dump(), who=who.subject)
+        return JSONResponse({"version": version})
+
+    @app.get("/kbs/v0/resource-policy", tags=["admin"], summary="Get the resource policy")
+    def get_resource_policy(_: Admin) -> JSONResponse:
+        source = broker.resource_policy_source()
+        return JSONResponse({"policy": b64url(source.encode())})
+
+    @app.post("/kbs/v0/policy-test", tags=["admin"],
+              summary="Dry run: verify and appraise evidence, explain, release nothing")
+    def policy_test(body: PolicyTestRequest, _: Admin) -> JSONResponse:
+        return JSONResponse(broker.dry_run(body.model_dump(exclude_none=True)))
+
+
+def _add_ops_routes(app: FastAPI, broker: Broker) -> None:
+    @app.get("/.well-known/jwks.json", tags=["tokens"], summary="Keys that sign EAR tokens")
+    def jwks() -> JSONResponse:
+        return JSONResponse(broker.issuer.jwks())
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and store reachability")
+    def healthz() -> JSONResponse:
+        broker.store.get_setting("healthz")
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    def metrics() -> Response:
+        return Response(broker.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _register_reference_values(broker: Broker, document: Any, who: str) -> list[str]:
+    try:
+        values = parse_reference_values(document, source=f"admin:{who}")
+    except VeriteeError as exc:
+        raise problems.InvalidRequest(exc.detail) from exc
+    now = broker.clock()
+    for rv in values:
+        broker.store.put_reference_value(rv.name, rv.values, provenance=rv.provenance,
+                                         expires=rv.expires, now=now)
+    broker._forget()
+    return [rv.name for rv in values]
+
+
+def _rv_json(record: Any) -> dict[str, Any]:
+    return {"name": record.name, "values": record.values, "provenance": record.provenance,
+            "version": record.version,
+            "expires": record.expires.isoformat() if record.expires else None}
+
+
+def _audit_json(event: Any) -> dict[str, Any]:
+    return {"id": event.id, "kind": event.kind, "at": event.at.isoformat(),
+            "session_id": event.session_id, "tee": event.tee, "subject": event.subject,
+            "resource": event.resource, "verdict": event.verdict,
+            "failed_rules": event.failed_rules, "detail": event.detail}
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise problems.InvalidRequest(f"the body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise problems.InvalidRequest("the body nests JSON too deeply") from exc
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def _problem_response(exc: BaseException) -> JSONResponse:
+    problem = problems.problem_for(exc)
+    if problem.status >= 500:
+        log.error("request failed: %r", exc, exc_info=exc if problem.status == 500 else None)
+    elif isinstance(exc, problems.BrokerError) and exc.log_detail:
+        log.info("%s: %s", problem.variant, exc.log_detail)
+    return JSONResponse(problem.body(), status_code=problem.status,
+                        media_type="application/problem+json")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_veritee(_: Request, exc: Exception) -> JSONResponse:
+        return _problem_response(exc)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if request.url.path.startswith(_JSON_PATHS) and "json" not in content_type:
+            return _problem_response(problems.UnsupportedMediaType(
+                f"send the body as application/json (got {content_type or 'no content type'})"))
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
+            for e in errors[:5]
+        )
+        return _problem_response(problems.InvalidRequest(where or "malformed request"))
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        variant = "InvalidRequestPath" if exc.status_code in (404, 405) else "HttpError"
+        problem = problems.Problem(exc.status_code, variant, str(exc.detail))
+        return JSONResponse(problem.body(), status_code=exc.status_code,
+                            media_type="application/problem+json")
+
+    async def on_other(_: Request, exc: Exception) -> JSONResponse:
+        return _problem_response(exc)
+
+    app.add_exception_handler(VeriteeError, on_veritee)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_other)
+
+
+# -- middleware ----------------------------------------------------------------------------------
+
+
+class _BodyLimitMiddleware:
+    """Refuse bodies over ``limit`` bytes with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await _send_problem(send, problems.PayloadTooLarge(
+                        f"the body is larger than {self.limit} bytes"))
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise problems.PayloadTooLarge(f"the body is larger than {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _send_problem(send: Send, exc: BaseException) -> None:
+    response = _problem_response(exc)
+    await send({"type": "http.response.start", "status": response.status_code,
+                "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class _MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.request(scope.get("method", "GET"), template, status,
+                                 time.perf_counter() - started)
+

@@ -1,0 +1,205 @@
+"""The platform descriptor: everything the rest of veritee needs to know about one TEE.
+
+Each room ``veritee/tee/<room>/__init__.py`` exports ``PLATFORM`` (one :class:`Platform`) or
+``PLATFORMS`` (several, when one room serves several TEE names, as DCAP serves ``tdx`` and
+``sgx``). The CLI, the broker, the demo and the benchmarks loop over descriptors or look one
+up by TEE name (:mod:`veritee.tee`); no code outside a TEE's rooms switches on its name.
+
+Code is named by import strings (``"module:attribute"``), resolved only when used, so that
+reading the registry loads nothing heavy: ``veritee verify`` never imports an emulator, and
+``veritee serve`` never imports a benchmark.
+
+Standard library and :mod:`veritee.binding` only (the descriptor is data).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol
+
+from veritee.binding import HashAlgorithm, ReportDataRule
+
+Role = Literal["cpu", "device"]
+
+
+@dataclass(frozen=True, slots=True)
+class InitDataRule:
+    """Which field of the hardware evidence carries the init-data digest, and how the digest
+    is fitted to it (service-anchors.md §1.3: a longer digest keeps its first ``size`` bytes,
+    a shorter one is zero-padded at the end)."""
+
+    claim: str
+    """The claim (a key of the verifier's claims) holding the field, as lowercase hex."""
+    size: int
+    """The field's size in bytes."""
+
+    def fit(self, digest: bytes) -> bytes:
+        """``digest`` fitted to the field: truncated or zero-padded at the end."""
+        return digest[: self.size] + bytes(max(0, self.size - len(digest)))
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusCase:
+    """A real sample of the shared corpus that the demo verifies offline."""
+
+    evidence: str
+    """Path below the platform's corpus folder (``corpus/<vendor>/``)."""
+    endorsements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """One TEE, as the rest of veritee sees it. Strings named ``module:attribute`` are
+    import strings; :meth:`load` resolves one."""
+
+    tee: str
+    """The TEE name: the KBS protocol's ``tee`` value and ``veritee verify --tee``."""
+    room: str
+    """The folder under ``veritee/tee/`` that holds this platform's code."""
+    title: str
+    """A human name (``AMD SEV-SNP``)."""
+    verifier: str
+    """``module:class`` of the :class:`~veritee.tee.Verifier`; constructed without arguments
+    it trusts the pinned vendor roots."""
+    report_data: ReportDataRule
+    """How the KBS runtime-data digest sits in the evidence's report-data field."""
+    hash_algorithm: HashAlgorithm = "sha384"
+    """The hash the broker selects for the runtime-data digest unless the client asks
+    otherwise."""
+    role: Role = "cpu"
+    """``cpu`` (primary evidence; Trustee's ``default_cpu`` policy applies) or ``device``
+    (additional evidence beside a CPU, such as a GPU)."""
+    evidence_help: str = ""
+    """One sentence naming the wire forms ``veritee verify`` reads for this TEE (help text)."""
+    init_data: InitDataRule | None = None
+    """Where the init-data digest is bound; None: the TEE has no such field."""
+
+    # -- appraisal --
+    policy: str | None = None
+    """File name of the default attestation policy under ``veritee/appraisal/policies``;
+    None: the fail-closed generic policy."""
+    policy_native: str | None = None
+    """``module:function`` evaluating the default policy natively (same outputs as its Rego,
+    on the inputs :func:`veritee.appraisal.native.acceptable` admits)."""
+    policy_input: str | None = None
+    """``module:function`` adding Trustee's claim names to the policy input (claims → extra
+    claims; an alias never replaces a claim)."""
+    reference_importers: tuple[str, ...] = ()
+    """``module:function`` of parsers turning vendor artefacts into reference values."""
+
+    # -- the command line --
+    summary: tuple[str, ...] = ()
+    """The claims worth a line in ``veritee verify``'s table, in display order (empty: every
+    scalar claim)."""
+    summary_formats: str | None = None
+    """``module:attribute``: a mapping claim name → ``(value, claims) -> str`` for the table."""
+    collateral: str | None = None
+    """``module:function`` (evidence) → the vendor requests verifying it needs, for
+    ``veritee collateral fetch``."""
+    measure: str | None = None
+    """``module:attribute`` of a Typer app: ``veritee measure <tee>``."""
+
+    # -- the guest side --
+    collector: str | None = None
+    """``module:class`` collecting evidence from this machine's hardware (``veritee attest``)."""
+
+    # -- the broker --
+    challenge: str | None = None
+    """``module:function`` building the challenge with session state (e.g. IBM SE puts an
+    attestation request in it); None: a random nonce."""
+    routes: str | None = None
+    """``module:function`` adding routes of the TEE's own to the broker app (e.g. SEV's
+    host-side pre-attestation)."""
+
+    # -- testing without hardware --
+    emulated_roots: str | None = None
+    """``module:function`` returning the emulated trust anchors (loaded only when an operator
+    trusts emulated evidence)."""
+    emulator: str | None = None
+    """``module:attribute`` of an :class:`veritee.testing.Emulator` (``veritee emulate``)."""
+    emulated_collector: str | None = None
+    """``module:class`` of a collector backed by the emulator (``veritee attest --emulate``)."""
+    fake_service: str | None = None
+    """``module:class`` of a fake vendor service (a :class:`~veritee.collateral.Fetcher`)."""
+    demo: str | None = None
+    """``module:attribute`` of the demo's guests and samples (:class:`DemoSpec` shape)."""
+    benchmarks: tuple[tuple[str, str], ...] = ()
+    """``(name, "module:attribute")`` of the platform's benchmarks (``veritee bench NAME``)."""
+    broker_guest: str | None = None
+    """``module:function`` returning ``(guest, workload)`` for ``veritee bench broker``."""
+    reuses: tuple[str, ...] = ()
+    """Rooms a composite platform is built from (a vTPM beside a CPU TEE names the CPU's room
+    and the TPM's)."""
+
+    def load(self, slot: str) -> Any:
+        """Resolve the import string in ``slot`` (None when the slot is empty)."""
+        target = getattr(self, slot)
+        return None if target is None else load(target)
+
+    def import_strings(self) -> Iterator[tuple[str, str]]:
+        """``(slot, "module:attribute")`` for every filled import-string slot."""
+        for slot in IMPORT_SLOTS:
+            value = getattr(self, slot)
+            if isinstance(value, str):
+                yield slot, value
+        for slot in ("reference_importers",):
+            for value in getattr(self, slot):
+                yield slot, value
+        for name, value in self.benchmarks:
+            yield f"benchmarks[{name}]", value
+
+
+#: The slots that hold one import string.
+IMPORT_SLOTS: Final = ("verifier", "policy_native", "policy_input", "summary_formats",
+                       "collateral", "measure", "collector", "challenge", "routes",
+                       "emulated_roots", "emulator", "emulated_collector", "fake_service",
+                       "demo", "broker_guest")
+
+
+def load(target: str) -> Any:
+    """The attribute named by ``"module:attribute"`` (importing the module)."""
+    module, sep, name = target.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"{target!r} is not a 'module:attribute' import string")
+    value: Any = importlib.import_module(module)
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
+
+
+#: A function from the report-data bytes to the primary evidence (JSON-ready), as the KBS
+#: client sends it.
+Collector = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoGuest:
+    """One guest the demo attests through its broker, and the outcome it must get."""
+
+    name: str
+    collector: Collector
+    expect: Literal["released", "refused"]
+    replay: bool = False
+    """Bind the evidence to an earlier challenge (a replay the broker must refuse)."""
+
+
+class DemoSpec(Protocol):
+    """What a platform contributes to ``veritee demo``."""
+
+    corpus_vendor: str
+    """The folder of the shared corpus holding this platform's real samples."""
+    corpus: tuple[CorpusCase, ...]
+
+    def reference_values(self) -> dict[str, Any]:
+        """Reference values (as the admin API takes them) that make the genuine guests pass."""
+        ...
+
+    def guests(self) -> Iterator[DemoGuest]:
+        """Genuine guests that get the secret and refused ones."""
+        ...
+
+
+__all__ = ["IMPORT_SLOTS", "Collector", "CorpusCase", "DemoGuest", "DemoSpec", "InitDataRule",
+           "Platform", "Role", "load"]

@@ -1,0 +1,56 @@
+"""What SEV-SNP contributes to ``veritee demo``: emulated guests (released and refused) and
+the real samples of the shared corpus verified offline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from veritee.tee.platform import CorpusCase, DemoGuest
+from veritee.testing.snp import DEFAULT_MEASUREMENT, KNOBS, PRODUCTS, Knob, SnpEmulator
+
+_SIGNER_OF: dict[str, Literal["vcek", "vlek"]] = {"milan": "vcek", "genoa": "vlek",
+                                                   "turin": "vcek"}
+
+
+@dataclass(frozen=True)
+class SnpDemo:
+    corpus_vendor: str = "amd"
+    #: The real samples and the endorsements their MANIFEST.json names (corpus/amd/...).
+    corpus: tuple[CorpusCase, ...] = (
+        CorpusCase("go-sev-guest/attestation.bin",
+                   ("go-sev-guest/vcek.testcer", "go-sev-guest/milan.testcer")),
+        CorpusCase("virtee-sev/report_milan.hex", ("virtee-sev/vcek_milan.der",)),
+        CorpusCase("veraison/sevsnp-tsm-report.json"),
+    )
+
+    def reference_values(self) -> dict[str, Any]:
+        return {
+            "snp_launch_measurement": {"values": [DEFAULT_MEASUREMENT.hex()],
+                                       "provenance": "veritee demo: the emulated guest image"},
+            "allow_emulated": {"values": [True], "provenance": "veritee demo only"},
+        }
+
+    def guests(self) -> Iterator[DemoGuest]:
+        for product in PRODUCTS:
+            signer = _SIGNER_OF[product]
+            emu = SnpEmulator(product=product, signer=signer)
+            yield DemoGuest(f"genuine {product} guest ({signer.upper()})", emu.coco_evidence,
+                            "released")
+        stranger = SnpEmulator(measurement=bytes.fromhex("5eed" * 24))
+        yield DemoGuest("measurement not a reference value", stranger.coco_evidence, "refused")
+        yield DemoGuest("replayed challenge (evidence bound to an old nonce)",
+                        SnpEmulator().coco_evidence, "refused", replay=True)
+        for knob in KNOBS:
+            if knob == "revoked":
+                continue  # needs a CRL in the broker's collateral; covered by `veritee verify`
+            emu = SnpEmulator(knob=cast(Knob, knob))
+            yield DemoGuest(f"defect: {knob.replace('_', ' ')}", emu.coco_evidence, "refused")
+        vlek = SnpEmulator(signer="vlek")
+        yield DemoGuest("VLEK-signed report without its VLEK",
+                        lambda rd: {"attestation_report": vlek.coco_evidence(rd)[
+                            "attestation_report"]}, "refused")
+
+
+DEMO = SnpDemo()

@@ -1,0 +1,83 @@
+"""The ``veritee`` entry point: command registration, usage errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import veritee
+from veritee.cli import main as cli_main
+from veritee.cli.main import COMMANDS, build_app, main
+from veritee.tee import platforms
+
+
+def expected_commands() -> set[str]:
+    """Every command module's command; ``measure`` only when a platform can be measured."""
+    names = {m.rsplit(".", 1)[-1] for m in COMMANDS}
+    if not any(p.measure for p in platforms()):
+        names.discard("measure")
+    return names
+
+
+def test_every_command_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    listed = {line.split()[1] for line in out.splitlines()
+              if line.startswith("│ ") and len(line.split()) > 2}
+    assert expected_commands() <= listed
+
+
+def test_every_command_module_registers_something() -> None:
+    app = build_app()
+    names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    assert names == expected_commands()
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"veritee {veritee.__version__}\n"
+
+
+def test_unknown_command_is_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["no-such-command"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_usage_error_under_json_still_prints_one_object(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["verify", "--tee", "snp", "--bogus", "--json", str(tmp_path / "x")])
+    captured = capsys.readouterr()
+    assert code == 2
+    document = json.loads(captured.out)
+    assert document["status"] == "error"
+    assert set(document) == {"tee", "status", "error", "claims"}
+    assert "--bogus" in captured.err
+
+
+def test_unexpected_exceptions_become_one_line(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli_main, "app", explode)
+    assert main(["bench", "--list", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "veritee: internal error: RuntimeError: boom"
+    assert json.loads(captured.out)["error"] == {"type": "RuntimeError", "detail": "boom"}
+
+
+def test_console_entry_point_runs(tmp_path: Path) -> None:
+    evidence = tmp_path / "ev.bin"
+    evidence.write_bytes(b"not evidence")
+    proc = subprocess.run(
+        [sys.executable, "-m", "veritee.cli.main", "verify", "--tee", "snp", "--json",
+         "--offline", "--cache-dir", str(tmp_path), str(evidence)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["error"]["type"] == "MalformedEvidenceError"
+    assert "Traceback" not in proc.stderr

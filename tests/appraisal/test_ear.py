@@ -54,7 +54,8 @@ def key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-ISSUER = EarIssuer(key(), ttl_seconds=300)
+ISSUER_KEY = key()
+ISSUER = EarIssuer(ISSUER_KEY, ttl_seconds=300)
 JWKS = ISSUER.jwks()
 TOKEN = ISSUER.issue({"cpu0": APPRAISAL}, now=NOW)
 
@@ -110,7 +111,7 @@ def test_tokens_verify_with_joserfc() -> None:
     public = ECKey.import_key(JWKS["keys"][0])
     assert jws.deserialize_compact(TOKEN, public, algorithms=["ES256"]).payload
     foreign = jws.serialize_compact({"alg": "ES256", "kid": ISSUER.kid},
-                                    json.dumps(claims_at(NOW)), ISSUER._key,
+                                    json.dumps(claims_at(NOW)), ECKey.import_key(ISSUER_KEY),
                                     algorithms=["ES256"])
     assert verify_ear(foreign, JWKS, now=NOW)["iss"] == "veritee"
 
@@ -119,7 +120,7 @@ def test_verifier_keeps_its_keys() -> None:
     verifier = EarVerifier(JWKS)
     assert verifier.verify(TOKEN, now=NOW)["iss"] == "veritee"
     assert verifier.verify(TOKEN, now=NOW)["iss"] == "veritee"
-    assert list(verifier._keys) == [ISSUER.kid]
+    assert verifier.kids == [ISSUER.kid]
     with pytest.raises(EarSignatureError):
         verifier.verify(OTHER.issue({"cpu0": APPRAISAL}, now=NOW), now=NOW)
 
@@ -162,7 +163,7 @@ def test_failed_checks_are_annotated() -> None:
     evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]
     assert evidence["veritee.failed-checks"] == [
         "snp.measurement: 7a1e5c…841f is not a reference value"]
-    quiet = EarIssuer(ISSUER._key.private_key, annotate_failures=False)  # type: ignore[arg-type]
+    quiet = EarIssuer(ISSUER_KEY, annotate_failures=False)  # type: ignore[arg-type]
     claims = verify_ear(quiet.issue({"cpu0": failing}, now=NOW), JWKS, now=NOW)
     assert "veritee.failed-checks" not in claims["submods"]["cpu0"][
         "ear.veraison.annotated-evidence"]
@@ -194,7 +195,9 @@ def test_issuer_misuse(name: str, make: Any) -> None:
 # -- refusing --------------------------------------------------------------------------------
 
 OTHER = EarIssuer(key(), kid=ISSUER.kid)
-PUBLIC_PEM = ISSUER._key.as_pem(private=False)  # what an attacker would use as an HMAC secret
+# What an attacker would use as an HMAC secret:
+PUBLIC_PEM = ISSUER_KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def tampered_payload() -> str:
@@ -221,13 +224,13 @@ def hs256_with_public_key() -> str:
 
 def signed(claims: dict[str, Any], **header: Any) -> str:
     return compact({"alg": "ES256", "typ": "JWT", "kid": ISSUER.kid, **header}, claims,
-                   es256(ISSUER._key.private_key))  # type: ignore[arg-type]
+                   es256(ISSUER_KEY))  # type: ignore[arg-type]
 
 
 def signed_raw(payload: bytes) -> str:
     header = b64(json.dumps({"alg": "ES256", "kid": ISSUER.kid}).encode())
     signing_input = f"{header}.{b64(payload)}"
-    signature = es256(ISSUER._key.private_key)(signing_input.encode())  # type: ignore[arg-type]
+    signature = es256(ISSUER_KEY)(signing_input.encode())  # type: ignore[arg-type]
     return f"{signing_input}.{b64(signature)}"
 
 

@@ -340,16 +340,16 @@ def test_policy_compiled_once_per_reference_set(engine: PolicyEngine) -> None:
     policy = default_policy("snp")
     for _ in range(3):
         run(engine, policy)
-    assert len(engine._cache) == 1
+    assert engine.compiled_count == 1
     run(engine, policy, refs={"snp_launch_measurement": []})
-    assert len(engine._cache) == 2
+    assert engine.compiled_count == 2
 
 
 def test_cache_is_bounded() -> None:
     engine = PolicyEngine(max_compiled=2)
     for index in range(4):
         run(engine, f"package policy\nhardware := {index}\n")
-    assert len(engine._cache) == 2
+    assert engine.compiled_count == 2
     assert run(engine, "package policy\nhardware := 0\n").trust_vector["hardware"] == 0
 
 

@@ -186,9 +186,8 @@ TOKENS = [token("affirming") | {"submods": {"cpu0": {"ear.status": "affirming", 
 
 
 @pytest.mark.parametrize("name", PATH_POLICIES)
-def test_rewritten_policies_decide_as_written(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    rewriting, as_written = PolicyEngine(), PolicyEngine()
-    monkeypatch.setattr(as_written, "_request_rewrite", lambda policy: None)
+def test_rewritten_policies_decide_as_written(name: str) -> None:
+    rewriting, as_written = PolicyEngine(), PolicyEngine(rewrite_requests=False)
     for route in ROUTES:
         for claims in TOKENS:
             got = rewriting.allow_resource(policy=PATH_POLICIES[name], ear_claims=claims,
@@ -203,23 +202,21 @@ def test_a_rewritten_policy_is_built_once_for_every_path() -> None:
     policy = PATH_POLICIES["dotted and indexed"]
     for index in range(20):
         engine.allow_resource(policy=policy, ear_claims=TOKENS[0], path=["team-a", "k", str(index)])
-    assert len(engine._cache) == 1
+    assert engine.compiled_count == 1
     imported = PATH_POLICIES["data imported"]
     assert engine.allow_resource(policy=imported, ear_claims=TOKENS[0],
                                  path=["team-a", "key", "disk"]).allow
     assert not engine.allow_resource(policy=imported, ear_claims=TOKENS[0],
                                      path=["team-a", "key", "d"]).allow
-    assert len(engine._cache) == 2
+    assert engine.compiled_count == 2
 
 
-def test_a_policy_that_cannot_be_rewritten_is_built_per_path(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = PolicyEngine()
-    monkeypatch.setattr(engine, "_request_rewrite", lambda policy: None)
+def test_a_policy_that_is_not_rewritten_is_built_per_path() -> None:
+    engine = PolicyEngine(rewrite_requests=False)
     policy = PATH_POLICIES["dotted and indexed"]
     for index in range(3):
         engine.allow_resource(policy=policy, ear_claims=TOKENS[0], path=["team-a", "k", str(index)])
-    assert len(engine._cache) == 3
+    assert engine.compiled_count == 3
 
 
 @pytest.mark.parametrize(("source", "expected"), [

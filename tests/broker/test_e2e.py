@@ -411,7 +411,7 @@ def test_resource_policy_can_be_replaced(tmp_path: Path) -> None:
             assert r.status_code == 200, r.text
             bad = admin.post("/kbs/v0/resource-policy", json={"policy": "cGFja2FnZQ"})
             _problem(bad, 400, "ParsePolicyError")
-        kbs.broker._forget()
+        kbs.broker.forget_cached()
         client = _client(kbs)
         with pytest.raises(KbsClientError) as info:
             client.get_secret(path)

@@ -191,6 +191,11 @@ class EarVerifier:
         self._jwks = jwks
         self._keys: dict[Any, ec.EllipticCurvePublicKey] = {}
 
+    @property
+    def kids(self) -> list[Any]:
+        """The key ids whose keys are loaded (each is imported once, on first use)."""
+        return list(self._keys)
+
     def verify(self, token: str, *, now: datetime, leeway: int = 0) -> dict[str, Any]:
         """The claims of ``token`` (see :func:`verify_ear`)."""
         header, payload, signing_input, signature = _parts(token)

@@ -279,7 +279,7 @@ class Broker:
             raise problems.PolicyInvalid(exc.detail) from exc
         version = self.store.put_policy("attestation", policy_id, source, now=self.clock(),
                                         author=who)
-        self._forget()
+        self.forget_cached()
         self._audit_admin(who, resource=f"attestation-policy/{policy_id}",
                           verdict="set-policy", detail={"version": version})
         return version
@@ -289,7 +289,7 @@ class Broker:
         self._check_policy(source)
         version = self.store.put_policy("resource", RESOURCE_POLICY_ID, source, now=self.clock(),
                                         author=who)
-        self._forget()
+        self.forget_cached()
         self._audit_admin(who, resource="resource-policy", verdict="set-policy",
                           detail={"version": version})
         return version
@@ -407,7 +407,9 @@ class Broker:
             self._cache[key] = entry
         return entry.value
 
-    def _forget(self) -> None:
+    def forget_cached(self) -> None:
+        """Drop this process's copies of policies and reference values (they are re-read
+        from the store on next use; other processes refresh within a second)."""
         self._cache.clear()
 
     def _token(self, session_id: str | None, authorization: str | None, now: datetime) -> str:

@@ -387,7 +387,7 @@ def _register_reference_values(broker: Broker, document: Any, who: str) -> list[
     for rv in values:
         broker.store.put_reference_value(rv.name, rv.values, provenance=rv.provenance,
                                          expires=rv.expires, now=now)
-    broker._forget()
+    broker.forget_cached()
     return [rv.name for rv in values]
 
 

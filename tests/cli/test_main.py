@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 
 import veritee
 from veritee.cli import main as cli_main
+from veritee.cli.help import readable_metavars
 from veritee.cli.main import COMMANDS, build_app, main
 from veritee.tee import platforms
 
@@ -81,3 +85,30 @@ def test_console_entry_point_runs(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert json.loads(proc.stdout)["error"]["type"] == "MalformedEvidenceError"
     assert "Traceback" not in proc.stderr
+
+
+def _walk(command: Any, path: str = "veritee") -> Iterator[tuple[str, Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _walk(sub, f"{path} {name}")
+
+
+def test_every_command_and_option_is_described_with_readable_metavars() -> None:
+    root = typer.main.get_command(build_app())
+    for path, command in _walk(root):
+        assert (command.help or "").strip(), f"{path} has no help"
+        ctx = click_context(command)
+        readable_metavars(command, ctx)
+        for param in command.get_params(ctx):
+            assert (getattr(param, "help", None) or "").strip(), f"{path} {param.name}: no help"
+            assert "<" not in (param.metavar or "") and "[" not in (param.metavar or ""), (
+                f"{path} {param.name}: metavar {param.metavar!r}")
+
+
+def click_context(command: Any) -> Any:
+    return command.context_class(command, info_name=command.name)
+
+
+def test_help_keeps_square_brackets_as_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--help"]) == 0
+    assert "([store] url)" in " ".join(capsys.readouterr().out.split())

@@ -197,12 +197,13 @@ def audit(*, url: URL = None, token: TOKEN = None, data_dir: DATA_DIR = None,
         print_json(events)
         return
     table = Table(title="audit log (newest first)", header_style="bold")
-    for column in ("at", "kind", "tee", "subject", "resource", "verdict", "failed rules"):
-        table.add_column(column, overflow="fold")
+    for column in ("at (UTC)", "kind", "tee", "subject", "resource", "verdict", "failed rules"):
+        table.add_column(column, overflow="fold", no_wrap=column == "at (UTC)")
     for event in events if isinstance(events, list) else []:
-        table.add_row(*(escape(_cell(event.get(c))) for c in
-                        ("at", "kind", "tee", "subject", "resource", "verdict",
-                         "failed_rules")))
+        at = str(event.get("at") or "")[:19].replace("T", " ")
+        table.add_row(escape(at), *(escape(_cell(event.get(c))) for c in
+                                    ("kind", "tee", "subject", "resource", "verdict",
+                                     "failed_rules")))
     stdout.print(table)
 
 
@@ -294,6 +295,8 @@ def _text(path: Path, what: str) -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list):
         return ", ".join(_cell(v) for v in value)
     if isinstance(value, dict):

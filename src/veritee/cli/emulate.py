@@ -57,7 +57,7 @@ def emulate(  # noqa: PLR0917 - Typer passes options by keyword; TEE is the argu
              + "; ".join(f"{p.tee} {p.init_data.claim} ({p.init_data.size} bytes)"
                          for p in platforms() if p.init_data and p.emulator) + ".")] = None,
     knob: Annotated[list[str] | None, typer.Option(
-        "--knob", metavar="NAME[=VALUE]", show_default=False,
+        "--knob", metavar="KNOB", show_default=False,
         help="A setting or a defect to apply (see --list-knobs). Repeatable.")] = None,
     list_knobs: Annotated[bool, typer.Option(
         "--list-knobs", help="Print the knobs of this TEE's emulator and exit.")] = False,

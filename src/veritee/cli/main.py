@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from veritee import __version__
+from veritee.cli.help import polish
 from veritee.cli.output import EXIT_USAGE, error_object, print_json, prose, stderr
 from veritee.tee import platforms
 
@@ -60,6 +61,7 @@ def build_app() -> typer.Typer:
     app.callback()(_root)
     for module in COMMANDS:
         importlib.import_module(module).register(app)
+    polish(app)
     return app
 
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from veritee.claims import to_jsonable
 
@@ -23,8 +24,9 @@ stderr = Console(stderr=True, highlight=False)
 
 
 def prose(text: str) -> str:
-    """Help text with each paragraph on one line, so rich wraps it to the terminal."""
-    paragraphs = (" ".join(p.split()) for p in text.strip().split("\n\n"))
+    """Help text with each paragraph on one line, so rich wraps it to the terminal, and
+    square brackets kept as text (``[store] url`` is not markup)."""
+    paragraphs = (escape(" ".join(p.split())) for p in text.strip().split("\n\n"))
     return "\n\n".join(paragraphs)
 
 

@@ -40,13 +40,21 @@ def register(app: typer.Typer) -> None:
 def serve(
     *,
     config_file: Annotated[Path | None, typer.Option(
-        "--config", help="TOML configuration file.", exists=True, dir_okay=False)] = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port.", min=0, max=65535)] = None,
+        "--config", metavar="FILE", show_default=False, help="TOML configuration file.",
+        exists=True, dir_okay=False)] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", metavar="HOST", show_default=False,
+        help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", metavar="PORT", show_default=False, min=0, max=65535,
+        help="TCP port (default 8080; 0 picks a free one).")] = None,
     workers: Annotated[int | None, typer.Option(
-        help="Worker processes (default 1; use the number of cores).", min=1)] = None,
+        "--workers", metavar="N", show_default=False, min=1,
+        help="Worker processes (default 1; use the number of cores).")] = None,
     data_dir: Annotated[Path | None, typer.Option(
-        help="Where development keys and the SQLite file live.")] = None,
+        "--data-dir", metavar="DIR", show_default=False,
+        help="Where development keys and the SQLite file live (default: the user data "
+             "directory).")] = None,
     trust_emulated: Annotated[bool, typer.Option(
         "--trust-emulated", help="Trust emulated TEE roots (demos and tests only).")] = False,
     offline: Annotated[bool, typer.Option(

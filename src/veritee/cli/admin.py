@@ -14,16 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from veritee.broker.config import default_data_dir, read_endpoint
-from veritee.cli.output import (
-    EXIT_OK,
-    EXIT_REJECTED,
-    EXIT_UNDECIDED,
-    EXIT_USAGE,
-    print_json,
-    prose,
-    stderr,
-    stdout,
-)
+from veritee.cli.output import ExitCode, print_json, prose, stderr, stdout
 from veritee.encoding import b64url
 from veritee.errors import MisuseError
 
@@ -222,12 +213,12 @@ def _mint(key: Path | None, data_dir: Path, role: str, lifetime: timedelta) -> s
         stderr.print(f"cannot load the admin key {path}: {getattr(exc, 'strerror', None) or exc}"
                      " (give --token, or --data-dir of the broker)", markup=False,
                      soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.USAGE) from exc
     try:
         return mint_admin_token(private, role=role, now=datetime.now(UTC), lifetime=lifetime)
     except MisuseError as exc:
         stderr.print(f"cannot sign with {path}: {exc.detail}", markup=False)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.USAGE) from exc
 
 
 def _call(target: Target, method: str, path: str, **kwargs: Any) -> Any:
@@ -239,7 +230,7 @@ def _call(target: Target, method: str, path: str, **kwargs: Any) -> Any:
     try:
         response = httpx.request(method, url + path, headers=headers, timeout=30, **kwargs)
     except httpx.HTTPError as exc:
-        _fail(target, EXIT_UNDECIDED, f"cannot reach the broker at {url}: {exc}",
+        _fail(target, ExitCode.UNDECIDED, f"cannot reach the broker at {url}: {exc}",
               {"type": "BrokerUnreachable", "detail": str(exc)})
     try:
         body: Any = response.json()
@@ -248,7 +239,7 @@ def _call(target: Target, method: str, path: str, **kwargs: Any) -> Any:
     if response.status_code != 200:
         detail = body.get("detail") if isinstance(body, dict) else None
         variant = str(body.get("type", "")).rsplit("/", 1)[-1] if isinstance(body, dict) else ""
-        _fail(target, EXIT_REJECTED,
+        _fail(target, ExitCode.REJECTED,
               f"the broker refused {method} {path}: HTTP {response.status_code} "
               f"{variant}: {detail or body}", body)
     return body
@@ -259,7 +250,7 @@ def _done(target: Target, body: Any, line: str) -> None:
         print_json(body)
     else:
         stdout.print(line, markup=False, soft_wrap=True)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 def _fail(target: Target, code: int, line: str, body: Any) -> None:
@@ -270,7 +261,7 @@ def _fail(target: Target, code: int, line: str, body: Any) -> None:
 
 
 def _usage(target: Target, line: str) -> None:
-    _fail(target, EXIT_USAGE, line, {"type": "UsageError", "detail": line})
+    _fail(target, ExitCode.USAGE, line, {"type": "UsageError", "detail": line})
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -278,7 +269,7 @@ def _read(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         stderr.print(f"cannot read {what} file {path}: {exc.strerror or exc}", markup=False)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.USAGE) from exc
 
 
 def _text(path: Path, what: str) -> str:
@@ -289,7 +280,7 @@ def _text(path: Path, what: str) -> str:
         return read_text(path, what)
     except MisuseError as exc:
         stderr.print(exc.detail, markup=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise typer.Exit(ExitCode.USAGE) from exc
 
 
 def _cell(value: Any) -> str:

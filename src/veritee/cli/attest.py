@@ -10,15 +10,7 @@ from typing import Annotated
 import typer
 
 from veritee.attester.errors import CollectorError
-from veritee.cli.output import (
-    EXIT_OK,
-    EXIT_REJECTED,
-    EXIT_UNDECIDED,
-    EXIT_USAGE,
-    print_json,
-    prose,
-    stderr,
-)
+from veritee.cli.output import ExitCode, print_json, prose, stderr
 from veritee.errors import MisuseError, UndecidedError, VeriteeError
 from veritee.tee import get_platform, platforms, tee_names
 from veritee.tee.platform import Collector
@@ -73,25 +65,25 @@ def attest(
         with KbsClient(url, tee, _collector(tee, emulate)) as client:
             secret = client.get_secret(resource)
     except KbsClientError as exc:
-        _fail(json_output, resource, exc, EXIT_REJECTED)
+        _fail(json_output, resource, exc, ExitCode.REJECTED)
     except (UndecidedError, CollectorError) as exc:
-        _fail(json_output, resource, exc, EXIT_UNDECIDED)
+        _fail(json_output, resource, exc, ExitCode.UNDECIDED)
     except VeriteeError as exc:
         _fail(json_output, resource, exc,
-              EXIT_USAGE if isinstance(exc, MisuseError) else EXIT_REJECTED)
+              ExitCode.USAGE if isinstance(exc, MisuseError) else ExitCode.REJECTED)
     if output is not None:
         try:
             _write_secret(output, secret)
         except OSError as exc:
             _fail(json_output, resource, MisuseError(
-                f"cannot write the secret to {output}: {exc.strerror or exc}"), EXIT_USAGE)
+                f"cannot write the secret to {output}: {exc.strerror or exc}"), ExitCode.USAGE)
     if json_output:
         print_json({"resource": resource, "released": True, "bytes": len(secret),
                     "output": str(output) if output else None, "error": None})
     elif output is None:
         sys.stdout.buffer.write(secret)
         sys.stdout.flush()
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 def _check_writable(path: Path) -> None:
@@ -126,7 +118,7 @@ def _collector(tee: str, emulate: bool) -> Collector:
 
 
 def _fail(json_output: bool, resource: str, exc: VeriteeError, code: int) -> None:
-    stderr.print(f"refused: {exc.detail}" if code == EXIT_REJECTED else f"error: {exc.detail}",
+    stderr.print(f"refused: {exc.detail}" if code == ExitCode.REJECTED else f"error: {exc.detail}",
                  markup=False, soft_wrap=True)
     if json_output:
         print_json({"resource": resource, "released": False, "bytes": 0, "output": None,

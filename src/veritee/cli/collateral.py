@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from veritee.cli.output import (
-    EXIT_OK,
-    EXIT_REJECTED,
-    EXIT_UNDECIDED,
-    EXIT_USAGE,
-    print_json,
-    prose,
-    stderr,
-    stdout,
-)
+from veritee.cli import options
+from veritee.cli.output import ExitCode, print_json, prose, stderr, stdout
 from veritee.cli.verify import default_cache_dir, read_evidence
 from veritee.collateral import CollateralSource, DirectoryCache, Fetcher
 from veritee.errors import MisuseError, UndecidedError, VeriteeError
 from veritee.evidence import decode_evidence
-from veritee.tee import get_platform, platforms, tee_names
+from veritee.tee import get_platform, platforms
 
 HELP = """\
 The persistent collateral cache that `veritee verify` and the broker read before asking a
@@ -36,10 +27,6 @@ report, say: the VCEK for its chip and TCB, the certificate chain, and the CRL).
 a file in any form `veritee verify` reads.
 """
 
-CACHE_DIR = Annotated[Path | None, typer.Option(
-    "--cache-dir", metavar="DIR", envvar="VERITEE_CACHE_DIR", show_default=False,
-    help="The cache folder. Default: the user cache directory, veritee/collateral.")]
-JSON = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -51,29 +38,25 @@ def register(app: typer.Typer) -> None:
 
 def fetch(
     *,
-    evidence: Annotated[Path, typer.Argument(
-        metavar="EVIDENCE", show_default=False,
-        help="Evidence file (any form verify takes), or - for standard input.")],
-    tee: Annotated[str, typer.Option(
-        "--tee", metavar="TEE", show_default=False,
-        help=f"The TEE that produced the evidence: {', '.join(tee_names())}.")],
-    cache_dir: CACHE_DIR = None,
-    json_output: JSON = False,
+    evidence: options.EVIDENCE,
+    tee: options.TEE,
+    cache_dir: options.CACHE_DIR = None,
+    json_output: options.JSON = False,
 ) -> None:
     try:
         fetched = fetch_into(tee, read_evidence(evidence), cache_dir or default_cache_dir())
     except MisuseError as exc:
-        _stop(json_output, exc, EXIT_USAGE)
+        _stop(json_output, exc, ExitCode.USAGE)
     except UndecidedError as exc:
-        _stop(json_output, exc, EXIT_UNDECIDED)
+        _stop(json_output, exc, ExitCode.UNDECIDED)
     except VeriteeError as exc:  # the evidence itself does not parse
-        _stop(json_output, exc, EXIT_REJECTED)
+        _stop(json_output, exc, ExitCode.REJECTED)
     if json_output:
         print_json({"fetched": fetched, "error": None})
     else:
         for url in fetched:
             stdout.print(f"cached {url}", markup=False, soft_wrap=True)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 def fetch_into(tee: str, blob: bytes, cache_dir: Path, *,
@@ -103,7 +86,7 @@ def fetch_into(tee: str, blob: bytes, cache_dir: Path, *,
     return fetched
 
 
-def ls(*, cache_dir: CACHE_DIR = None, json_output: JSON = False) -> None:
+def ls(*, cache_dir: options.CACHE_DIR = None, json_output: options.JSON = False) -> None:
     entries = DirectoryCache(cache_dir or default_cache_dir()).entries()
     if json_output:
         print_json({"entries": entries})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import IntEnum
 from typing import Any
 
 from rich.console import Console
@@ -11,11 +12,18 @@ from rich.markup import escape
 
 from veritee.claims import to_jsonable
 
-#: Exit statuses (CONTRACT.md §1): verified, rejected, bad usage, undecided.
-EXIT_OK = 0
-EXIT_REJECTED = 1
-EXIT_USAGE = 2
-EXIT_UNDECIDED = 3
+
+class ExitCode(IntEnum):
+    """Exit statuses (CONTRACT.md §1): verified, rejected, bad usage, undecided."""
+
+    OK = 0
+    REJECTED = 1
+    USAGE = 2
+    UNDECIDED = 3
+
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNDECIDED = (ExitCode.OK, ExitCode.REJECTED,
+                                                      ExitCode.USAGE, ExitCode.UNDECIDED)
 
 #: Human output. Both consoles look up sys.stdout / sys.stderr when they print, so tests
 #: that capture the streams see everything.

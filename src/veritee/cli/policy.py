@@ -9,20 +9,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from veritee.cli import options
 from veritee.cli import verify as verify_cli
-from veritee.cli.output import (
-    EXIT_OK,
-    EXIT_REJECTED,
-    EXIT_UNDECIDED,
-    EXIT_USAGE,
-    print_json,
-    prose,
-    stderr,
-    stdout,
-)
+from veritee.cli.output import ExitCode, print_json, prose, stderr, stdout
 from veritee.errors import EvidenceError, MisuseError, UndecidedError, VeriteeError
-from veritee.evidence import decode_evidence
-from veritee.tee import get_platform, get_verifier, tee_names
+from veritee.tee import get_platform
 
 if TYPE_CHECKING:
     from veritee.appraisal import Appraisal
@@ -56,74 +47,41 @@ def register(app: typer.Typer) -> None:
 
 def test(
     *,
-    evidence: Annotated[Path, typer.Argument(
-        metavar="EVIDENCE", show_default=False,
-        help="Evidence file (raw, hex, base64 or JSON), or - for standard input.")],
-    tee: Annotated[str, typer.Option(
-        "--tee", metavar="TEE", show_default=False,
-        help=f"The TEE that produced the evidence: {', '.join(tee_names())}.")],
+    evidence: options.EVIDENCE,
+    tee: options.TEE,
     policy: Annotated[Path | None, typer.Option(
         "--policy", metavar="FILE", show_default=False,
         help="Rego attestation policy (default: the TEE's built-in policy).")] = None,
     reference_values: Annotated[list[Path] | None, typer.Option(
         "--reference-values", metavar="FILE", show_default=False,
         help="Reference values (JSON or TOML). Repeatable.")] = None,
-    endorsements: Annotated[list[Path] | None, typer.Option(
-        "--endorsements", metavar="FILE", show_default=False,
-        help="Certificates or keys the verifier may use. Repeatable.")] = None,
-    collateral: Annotated[list[Path] | None, typer.Option(
-        "--collateral", metavar="PATH", show_default=False,
-        help="A file or directory of vendor collateral, recognised by content. "
-             "Repeatable.")] = None,
-    at: Annotated[str | None, typer.Option(
-        "--at", metavar="RFC3339", show_default=False,
-        help="Verify at this instant (default: now).")] = None,
-    report_data: Annotated[str | None, typer.Option(
-        "--report-data", metavar="HEX", show_default=False,
-        help="The exact expected report-data field, in hex.")] = None,
-    trust_emulated: Annotated[bool, typer.Option(
-        "--trust-emulated",
-        help="Also trust the emulated (test) roots of veritee.testing.")] = False,
-    offline: Annotated[bool, typer.Option(
-        "--offline", envvar="VERITEE_OFFLINE",
-        help="Never reach a vendor service (also VERITEE_OFFLINE=1).")] = False,
-    cache_dir: Annotated[Path | None, typer.Option(
-        "--cache-dir", metavar="DIR", envvar="VERITEE_CACHE_DIR", show_default=False,
-        help="Persistent collateral cache (default: the user cache directory).")] = None,
-    json_output: Annotated[bool, typer.Option(
-        "--json", help="Print one JSON object on stdout.")] = False,
+    endorsements: options.ENDORSEMENTS = None,
+    collateral: options.COLLATERAL = None,
+    at: options.AT = None,
+    report_data: options.REPORT_DATA = None,
+    trust_emulated: options.TRUST_EMULATED = False,
+    offline: options.OFFLINE = False,
+    cache_dir: options.CACHE_DIR = None,
+    json_output: options.JSON = False,
 ) -> None:
     try:
-        claims = _verify(tee, evidence, endorsements=endorsements or [],
-                         collateral=collateral or [], at=at, report_data=report_data,
-                         trust_emulated=trust_emulated, offline=offline, cache_dir=cache_dir)
+        claims = verify_cli.verify_claims(verify_cli.Request(
+            tee=tee, evidence=evidence, endorsements=tuple(endorsements or ()),
+            collateral=tuple(collateral or ()), at=at, report_data=report_data,
+            trust_emulated=trust_emulated, offline=offline, cache_dir=cache_dir))
         result = appraise(tee, claims, policy, reference_values or [])
     except MisuseError as exc:
-        _stop(json_output, exc, EXIT_USAGE)
+        _stop(json_output, exc, ExitCode.USAGE)
     except EvidenceError as exc:
-        _stop(json_output, exc, EXIT_REJECTED)
+        _stop(json_output, exc, ExitCode.REJECTED)
     except UndecidedError as exc:
-        _stop(json_output, exc, EXIT_UNDECIDED)
+        _stop(json_output, exc, ExitCode.UNDECIDED)
     if json_output:
         print_json({"verified": True, **result.to_dict(), "explanation": result.explain()})
     else:
         stdout.print(_table(result))
         stdout.print(result.explain(), markup=False, soft_wrap=True)
-    raise typer.Exit(EXIT_OK if result.status == "affirming" else EXIT_REJECTED)
-
-
-def _verify(tee: str, evidence: Path, *, endorsements: list[Path], collateral: list[Path],
-            at: str | None, report_data: str | None, trust_emulated: bool, offline: bool,
-            cache_dir: Path | None) -> dict[str, Any]:
-    now = verify_cli.parse_at(at)
-    expected = verify_cli.parse_hex(report_data, "--report-data")
-    verifier = get_verifier(tee, trust_emulated=trust_emulated)
-    source = verify_cli.collateral_source(endorsements, collateral, offline=offline,
-                                          cache_dir=cache_dir)
-    blob = verify_cli.read_evidence(evidence)
-    claims: dict[str, Any] = verifier.verify(decode_evidence(blob), report_data=expected,
-                                             collateral=source, now=now).to_dict()
-    return claims
+    raise typer.Exit(ExitCode.OK if result.status == "affirming" else ExitCode.REJECTED)
 
 
 def appraise(tee: str, claims: dict[str, Any], policy: Path | None,

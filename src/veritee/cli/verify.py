@@ -6,27 +6,17 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import platformdirs
 import typer
 
-from veritee.cli import render
-from veritee.cli.output import (
-    EXIT_OK,
-    EXIT_REJECTED,
-    EXIT_UNDECIDED,
-    EXIT_USAGE,
-    error_object,
-    print_json,
-    prose,
-    stderr,
-    stdout,
-)
+from veritee.cli import options, render
+from veritee.cli.output import ExitCode, error_object, print_json, prose, stderr, stdout
 from veritee.collateral import CollateralSource, DirectoryCache, Fetcher
 from veritee.errors import MisuseError, UndecidedError, VeriteeError
 from veritee.evidence import MAX_EVIDENCE_BYTES, decode_evidence
-from veritee.tee import get_verifier, platforms, tee_names
+from veritee.tee import get_verifier, platforms
 
 HELP = """\
 Verify one piece of attestation evidence and print the verdict.
@@ -109,41 +99,16 @@ def register(app: typer.Typer) -> None:
 
 def verify(
     *,
-    evidence: Annotated[Path, typer.Argument(
-        metavar="EVIDENCE", show_default=False,
-        help="Evidence file (raw, hex, base64 or JSON), or - for standard input.")],
-    tee: Annotated[str, typer.Option(
-        "--tee", metavar="TEE", show_default=False,
-        help=f"The TEE that produced the evidence: {', '.join(tee_names())}.")],
-    endorsements: Annotated[list[Path] | None, typer.Option(
-        "--endorsements", metavar="FILE", show_default=False,
-        help="Certificates or keys the verifier may use (VCEK/VLEK, ASK/ARK bundles; PEM, "
-             "DER or base64). Repeatable.")] = None,
-    collateral: Annotated[list[Path] | None, typer.Option(
-        "--collateral", metavar="PATH", show_default=False,
-        help="A file or directory of vendor collateral (CRLs, TCB info, ...), recognised by "
-             "content. Repeatable.")] = None,
-    at: Annotated[str | None, typer.Option(
-        "--at", metavar="RFC3339", show_default=False,
-        help="Verify at this instant, e.g. 2024-05-01T12:00:00Z or ...+02:00. Default: now.")
-    ] = None,
-    report_data: Annotated[str | None, typer.Option(
-        "--report-data", metavar="HEX", show_default=False,
-        help="The exact expected report-data/nonce field, in hex (its full size).")] = None,
-    json_output: Annotated[bool, typer.Option(
-        "--json", help="Print exactly one JSON object on stdout.")] = False,
-    trust_emulated: Annotated[bool, typer.Option(
-        "--trust-emulated",
-        help="Also trust the emulated (test) roots of veritee.testing; results say "
-             "emulated: true. Never use for real decisions.")] = False,
-    offline: Annotated[bool, typer.Option(
-        "--offline", envvar="VERITEE_OFFLINE",
-        help="Never reach a vendor service; use only the evidence, the files given and the "
-             "cache. Also set by VERITEE_OFFLINE=1.")] = False,
-    cache_dir: Annotated[Path | None, typer.Option(
-        "--cache-dir", metavar="DIR", envvar="VERITEE_CACHE_DIR", show_default=False,
-        help="Persistent collateral cache. Default: the user cache directory, "
-             "veritee/collateral.")] = None,
+    evidence: options.EVIDENCE,
+    tee: options.TEE,
+    endorsements: options.ENDORSEMENTS = None,
+    collateral: options.COLLATERAL = None,
+    at: options.AT = None,
+    report_data: options.REPORT_DATA = None,
+    json_output: options.JSON = False,
+    trust_emulated: options.TRUST_EMULATED = False,
+    offline: options.OFFLINE = False,
+    cache_dir: options.CACHE_DIR = None,
 ) -> None:
     request = Request(tee=tee, evidence=evidence, endorsements=tuple(endorsements or ()),
                       collateral=tuple(collateral or ()), at=at, report_data=report_data,
@@ -163,20 +128,25 @@ def run(request: Request, *, fetcher: Fetcher | None = None) -> Outcome:
     """Verify as ``request`` says. Never raises: every failure becomes an :class:`Outcome`.
     ``fetcher`` reaches the vendor services (default: the network, unless offline)."""
     try:
-        claims = _verify(request, fetcher)
+        claims = verify_claims(request, fetcher)
     except MisuseError as exc:
-        return _failed(request.tee, exc, "error", EXIT_USAGE)
+        return _failed(request.tee, exc, "error", ExitCode.USAGE)
     except UndecidedError as exc:
-        return _failed(request.tee, exc, "undecided", EXIT_UNDECIDED)
+        return _failed(request.tee, exc, "undecided", ExitCode.UNDECIDED)
     except VeriteeError as exc:
         return _failed(request.tee, exc, exc.status, _exit_code(exc.status))
     except Exception as exc:  # the CLI edge turns surprises into exit 2
-        return Outcome(request.tee, "error", EXIT_USAGE,
+        return Outcome(request.tee, "error", ExitCode.USAGE,
                        error={"type": type(exc).__name__, "detail": f"internal error: {exc}"})
-    return Outcome(request.tee, "verified", EXIT_OK, claims=claims)
+    return Outcome(request.tee, "verified", ExitCode.OK, claims=claims)
 
 
-def _verify(request: Request, fetcher: Fetcher | None) -> dict[str, Any]:
+def verify_claims(request: Request, fetcher: Fetcher | None = None) -> dict[str, Any]:
+    """The claims of the evidence ``request`` names, as JSON-ready values.
+
+    Raises:
+        VeriteeError: a leaf of the error tree (rejected, undecided or bad usage).
+    """
     now = parse_at(request.at)
     expected = parse_hex(request.report_data, "--report-data")
     verifier = get_verifier(request.tee, trust_emulated=request.trust_emulated)
@@ -185,8 +155,9 @@ def _verify(request: Request, fetcher: Fetcher | None) -> dict[str, Any]:
                                offline=request.offline, cache_dir=request.cache_dir,
                                fetcher=fetcher)
     evidence = decode_evidence(blob)
-    claims = verifier.verify(evidence, report_data=expected, collateral=source, now=now)
-    return claims.to_dict()
+    claims: dict[str, Any] = verifier.verify(evidence, report_data=expected, collateral=source,
+                                             now=now).to_dict()
+    return claims
 
 
 def _failed(tee: str, exc: VeriteeError, status: str, code: int) -> Outcome:
@@ -195,7 +166,7 @@ def _failed(tee: str, exc: VeriteeError, status: str, code: int) -> Outcome:
 
 
 def _exit_code(status: str) -> int:
-    return EXIT_UNDECIDED if status == "undecided" else EXIT_REJECTED
+    return ExitCode.UNDECIDED if status == "undecided" else ExitCode.REJECTED
 
 
 def default_cache_dir() -> Path:

@@ -61,6 +61,7 @@ class FieldTable:
         self.sizes = {f.name: f.size for f in self.fields if f.code != "x"}
         self.byte_fields = frozenset(f.name for f in self.fields if f.code == "s")
         self._reserved = tuple((f.offset, f.end) for f in self.fields if f.code == "x")
+        self._zero: dict[int | None, tuple[tuple[int, int], ...]] = {}
 
     def unpack(self, data: bytes) -> dict[str, Any]:
         """The named fields of the first :attr:`size` bytes of ``data``.
@@ -96,14 +97,17 @@ class FieldTable:
     def must_be_zero(self, version: int | None = None) -> tuple[tuple[int, int], ...]:
         """The reserved ranges ``[start, end)``, plus the fields that do not exist yet in
         structure ``version``."""
-        later = tuple((f.offset, f.end) for f in self.fields
-                      if f.since is not None and version is not None and version < f.since)
-        return tuple(sorted(self._reserved + later))
+        ranges = self._zero.get(version)
+        if ranges is None:
+            later = tuple((f.offset, f.end) for f in self.fields
+                          if f.since is not None and version is not None and version < f.since)
+            ranges = self._zero[version] = tuple(sorted(self._reserved + later))
+        return ranges
 
     def check_zero(self, raw: bytes, version: int | None = None) -> None:
         """Raise MalformedEvidenceError naming the first must-be-zero range that is not."""
         for start, end in self.must_be_zero(version):
-            if any(raw[start:end]):
+            if raw[start:end].count(0) != end - start:
                 where = f" in a version {version} {self.what}" if version is not None else ""
                 raise MalformedEvidenceError(
                     f"reserved bytes [{start:#x}, {end:#x}) must be zero{where}, found "

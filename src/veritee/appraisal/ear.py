@@ -20,15 +20,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
-    encode_dss_signature,
 )
 from joserfc.jwk import ECKey
 
+from veritee import jose
 from veritee.appraisal.errors import (
     EarAlgorithmError,
     EarError,
@@ -206,7 +205,7 @@ class EarVerifier:
             raise EarMalformedError(f"token has critical header parameters {header['crit']!r}")
         kid = header.get("kid")
         key = self._key(kid)
-        if len(signature) != 64 or not _verifies(key, signature, signing_input):
+        if not jose.es256_verifies(key, signature, signing_input):
             raise EarSignatureError(f"token signature does not verify under key {kid!r}")
         claims = _json_object(payload, "payload")
         _check_times(claims, now, leeway)
@@ -225,15 +224,6 @@ class EarVerifier:
 
 
 _ES256: Final = ec.ECDSA(hashes.SHA256())
-
-
-def _verifies(key: ec.EllipticCurvePublicKey, signature: bytes, signed: bytes) -> bool:
-    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    try:
-        key.verify(encode_dss_signature(r, s), signed, _ES256)
-    except InvalidSignature:
-        return False
-    return True
 
 
 def _json(value: Any) -> bytes:
@@ -262,39 +252,11 @@ def tee_pubkey_from_ear(claims: Mapping[str, Any]) -> dict[str, Any]:
 
 def _parts(token: Any) -> tuple[dict[str, Any], bytes, bytes, bytes]:
     """(header, payload bytes, signing input, signature bytes) of a compact JWS."""
-    if isinstance(token, bytes):
-        try:
-            token = token.decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise EarMalformedError("token is not ASCII text") from exc
-    if not isinstance(token, str):
-        raise EarMalformedError(f"token is a {type(token).__name__}, not text")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise EarMalformedError(f"token has {len(parts)} dot-separated parts, not 3 (compact JWS)")
-    header_bytes, payload, signature = (_b64url(part, what)
-                                        for part, what in zip(parts, ("header", "payload",
-                                                                      "signature"), strict=True))
-    signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
-    return _json_object(header_bytes, "header"), payload, signing_input, signature
-
-
-def _b64url(part: str, what: str) -> bytes:
-    # An empty signature parses, so that `alg: none` is refused for its algorithm.
-    decoded = b64url_decode(part) if "=" not in part else None
-    if decoded is None or (not part and what != "signature"):
-        raise EarMalformedError(f"token {what} is not unpadded base64url")
-    return decoded
+    return jose.split(token, EarMalformedError)
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise EarMalformedError(f"token {what} is not JSON") from exc
-    if not isinstance(value, dict):
-        raise EarMalformedError(f"token {what} is a JSON {type(value).__name__}, not an object")
-    return value
+    return jose.json_object(raw, what, EarMalformedError)
 
 
 def _key_for(kid: Any, jwks: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
@@ -311,7 +273,7 @@ def _key_for(kid: Any, jwks: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
             ALGORITHM) or jwk.get("use", "sig") != "sig" or "d" in jwk:
         raise EarKeyError(f"key {kid!r} is not a public P-256 ES256 signing key")
     try:
-        x, y = (_b64url(str(jwk[name]), f"key {name}") for name in ("x", "y"))
+        x, y = (b64url_decode(str(jwk[name])) or b"" for name in ("x", "y"))
         if len(x) != 32 or len(y) != 32:
             raise ValueError("P-256 coordinates are 32 bytes")
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)

@@ -9,7 +9,6 @@ the whole request path.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,18 +18,21 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from joserfc import jwt
-from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, OKPKey
 
+from veritee import jose
 from veritee.broker.config import AdminConfig
 from veritee.errors import MisuseError
 
 #: ``Ed25519`` is RFC 9864's name; ``EdDSA`` is what Trustee's tooling still mints.
 ADMIN_ALGORITHMS = ("Ed25519", "EdDSA", "ES256")
 
-# joserfc warns that "EdDSA" is deprecated by RFC 9864; admin tokens from Trustee's tooling
-# still use it, and it names the same Ed25519 signature, so accepting it is deliberate.
-warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
+#: The key type each algorithm is checked with. "EdDSA" (what Trustee's tooling mints) names
+#: the same Ed25519 signature as RFC 9864's "Ed25519"; signatures are checked with
+#: cryptography directly, so no library's deprecation warning needs silencing.
+_KEY_TYPES: dict[str, type] = {"Ed25519": ed25519.Ed25519PublicKey,
+                               "EdDSA": ed25519.Ed25519PublicKey,
+                               "ES256": ec.EllipticCurvePublicKey}
 
 
 class AdminAuthError(MisuseError):
@@ -53,7 +55,7 @@ class AdminAuthenticator:
         if self.mode not in ("authenticated", "deny_all", "insecure_allow_all"):
             raise MisuseError(f"[admin] mode {self.mode!r} is not one of authenticated, "
                               "deny_all, insecure_allow_all")
-        self._keys = [_jwk(k) for k in keys]
+        self._keys = [_public(k) for k in keys]
         self._acl = [(e.role, re.compile(e.allowed)) for e in config.acl]
 
     def authorize(self, authorization: str | None, path: str, *, now: datetime) -> AdminIdentity:
@@ -79,13 +81,16 @@ class AdminAuthenticator:
     def _verify(self, token: str, now: datetime) -> dict[str, Any]:
         if not self._keys:
             raise AdminAuthError("no admin public key is configured")
+        header, payload, signing_input, signature = jose.split(token, AdminAuthError)
+        alg = header.get("alg")
+        if alg not in ADMIN_ALGORITHMS or "crit" in header:
+            raise AdminAuthError(f"admin token alg {alg!r} is not one of "
+                                 f"{', '.join(ADMIN_ALGORITHMS)}")
         for key in self._keys:
-            try:
-                decoded = jwt.decode(token, key, algorithms=list(ADMIN_ALGORITHMS))
-            except (JoseError, ValueError, TypeError):
-                continue
-            _check_times(decoded.claims, now)
-            return dict(decoded.claims)
+            if isinstance(key, _KEY_TYPES[alg]) and _verifies(key, signature, signing_input):
+                claims = jose.json_object(payload, "payload", AdminAuthError)
+                _check_times(claims, now)
+                return claims
         raise AdminAuthError("the admin token does not verify under any configured key")
 
 
@@ -109,17 +114,21 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
-def _jwk(key: Any) -> ECKey | OKPKey:
+def _verifies(key: Any, signature: bytes, signed: bytes) -> bool:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return jose.ed25519_verifies(key, signature, signed)
+    return jose.es256_verifies(key, signature, signed)
+
+
+def _public(key: Any) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
+    """The public half of an admin key (Ed25519 or P-256)."""
     if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
-        pub = key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey) else key
-        return OKPKey.import_key(pub.public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+        return key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey) else key
     if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
         ec_pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
         if ec_pub.curve.name != "secp256r1":
             raise MisuseError("admin EC keys must be P-256 (ES256)")
-        return ECKey.import_key(ec_pub.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        return ec_pub
     raise MisuseError(f"admin keys must be Ed25519 or P-256, got {type(key).__name__}")
 
 

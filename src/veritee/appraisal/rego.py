@@ -71,7 +71,7 @@ OUTPUT_MODULE: Final = "veritee_output.rego"
 RESULT_VAR: Final = "result"
 UNSAFE_MARKER: Final = re.compile(r"(?m)^#\s*veritee:\s*unsafe\b")
 #: ``# veritee: tees <tee>[, <tee> ...]`` — the TEEs an attestation policy applies to.
-TEES_DIRECTIVE: Final = re.compile(r"(?m)^#[ \t]*veritee:[ \t]*tees[ \t]+([^\n]*)$")
+TEES_DIRECTIVE: Final = re.compile(r"(?m)^#[ \t]*veritee:[ \t]*tees\b[ \t]*([^\n]*)$")
 _TEE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 

@@ -49,6 +49,11 @@ class MalformedEvidenceError(EvidenceError):
     """Bytes that do not parse as the format they claim to be."""
 
 
+class UnrecognizedEvidenceError(MalformedEvidenceError):
+    """Bytes in none of the forms the TEE's evidence is known to take (not forged: not this
+    TEE's evidence at all, or cut short before anything could be recognised)."""
+
+
 class UnsupportedVersionError(MalformedEvidenceError):
     """A structure version outside the closed set this verifier knows."""
 
@@ -119,6 +124,7 @@ __all__ = [
     "Status",
     "UndecidedError",
     "UnknownTeeError",
+    "UnrecognizedEvidenceError",
     "UnsupportedVersionError",
     "UntrustedRootError",
     "VeriteeError",

@@ -83,7 +83,7 @@ def test_console_entry_point_runs(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 1, proc.stderr
-    assert json.loads(proc.stdout)["error"]["type"] == "MalformedEvidenceError"
+    assert json.loads(proc.stdout)["error"]["type"] == "UnrecognizedEvidenceError"
     assert "Traceback" not in proc.stderr
 
 

@@ -47,6 +47,8 @@ class SnpDemo:
                 continue  # needs a CRL in the broker's collateral; covered by `veritee verify`
             emu = SnpEmulator(knob=cast(Knob, knob))
             yield DemoGuest(f"defect: {knob.replace('_', ' ')}", emu.coco_evidence, "refused")
+        yield DemoGuest("evidence in no format veritee reads", lambda rd: {"not": "evidence"},
+                        "refused")
         vlek = SnpEmulator(signer="vlek")
         yield DemoGuest("VLEK-signed report without its VLEK",
                         lambda rd: {"attestation_report": vlek.coco_evidence(rd)[

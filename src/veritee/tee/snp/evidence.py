@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from veritee.errors import MalformedEvidenceError
+from veritee.errors import MalformedEvidenceError, UnrecognizedEvidenceError
 from veritee.evidence import (
     MAX_JSON_DEPTH,
     Evidence,
@@ -91,6 +91,10 @@ def _from_binary(data: bytes) -> SnpEvidence:
                 f"{HCL_REPORT_OFFSET + REPORT_SIZE}"
             )
         return SnpEvidence(parse_report(data[HCL_REPORT_OFFSET:]), form="hcl")
+    if len(data) < REPORT_SIZE:
+        raise UnrecognizedEvidenceError(
+            f"{len(data)} bytes are no SNP evidence veritee reads: a report is {REPORT_SIZE} "
+            "bytes (raw, hex or base64), or JSON (truncated evidence also looks like this)")
     report = parse_report(data)
     trailing = data[REPORT_SIZE:]
     if len(trailing) >= certtable.ENTRY_SIZE:
@@ -122,9 +126,10 @@ def _from_json(document: Any, depth: int) -> SnpEvidence:
     for key in ("quote", "evidence", "snp_report", "hw_report"):
         if key in document:
             return _from_json_value(document[key], depth + 1)
-    raise MalformedEvidenceError(
+    raise UnrecognizedEvidenceError(
         "SNP JSON evidence has none of the keys outblob, attestation_report, report, "
-        f"primary_evidence (keys: {sorted(map(str, document))[:10]})"
+        f"primary_evidence (keys: {sorted(map(str, document))[:10]}): not SNP evidence in "
+        "a form veritee reads"
     )
 
 

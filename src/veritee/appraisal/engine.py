@@ -86,10 +86,11 @@ class PolicyEngine:
                  runtime_data: Mapping[str, Any] | None = None,
                  init_data: Mapping[str, Any] | None = None,
                  policy_version: int | None = None, aliases: Aliases | None = None,
-                 init_data_claim: str | None = None) -> Appraisal:
+                 init_data_claim: str | None = None,
+                 settings: Mapping[str, Any] | None = None) -> Appraisal:
         """Appraise ``claims`` of ``tee`` under ``policy``; never raises for failing claims.
-        ``aliases`` and ``init_data_claim`` shape the policy input as the platform says
-        (:func:`~veritee.appraisal.inputs.policy_input`).
+        ``aliases`` and ``init_data_claim`` shape the policy input as the platform says,
+        ``settings`` become ``input.veritee`` (:func:`~veritee.appraisal.inputs.policy_input`).
 
         Raises:
             PolicyError: the policy does not compile, fails while running, or sets no valid
@@ -100,7 +101,8 @@ class PolicyEngine:
         if not isinstance(tee, str) or not tee:
             raise MisuseError(f"tee must be a TEE name, not {tee!r}")
         document = policy_input(tee, claims, runtime_data=runtime_data, init_data=init_data,
-                                aliases=aliases, init_data_claim=init_data_claim)
+                                aliases=aliases, init_data_claim=init_data_claim,
+                                settings=settings)
         references = _references(reference_values)
         compiled = self.compile("attestation", policy_id, policy, {"reference": references})
         outputs = compiled.evaluate(document)

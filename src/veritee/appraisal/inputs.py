@@ -27,14 +27,16 @@ def policy_input(tee: str, claims: Mapping[str, Any], *,
                  runtime_data: Mapping[str, Any] | None = None,
                  init_data: Mapping[str, Any] | None = None,
                  aliases: Aliases | None = None,
-                 init_data_claim: str | None = None) -> dict[str, Any]:
+                 init_data_claim: str | None = None,
+                 settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``input`` document for ``tee``'s attestation policy.
 
     ``runtime_data`` is the structured runtime data the evidence is bound to (nonce,
     tee-pubkey, ...); ``init_data`` the parsed init-data claims; ``aliases`` the platform's
     Trustee claim names; ``init_data_claim`` the claim holding the TEE's init-data field. The
     top-level ``init_data`` and ``report_data`` are the hex values of the TEE's binding
-    fields, or ``""``.
+    fields, or ``""``. ``input.veritee`` carries the broker's settings that policies may
+    read (``require_revocation``: a CRL must have been checked), ``{}`` when none.
 
     Raises:
         MisuseError: ``claims``, ``runtime_data`` or ``init_data`` is not a mapping.
@@ -52,6 +54,7 @@ def policy_input(tee: str, claims: Mapping[str, Any], *,
         "runtime_data_claims": dict(runtime_data or {}),
         "init_data": _hex(claims.get(init_data_claim)) if init_data_claim else "",
         "init_data_claims": dict(init_data or {}),
+        "veritee": dict(settings or {}),
     }
 
 

@@ -18,11 +18,12 @@ import hashlib
 import hmac
 import json
 import math
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from veritee.errors import BindingError, MisuseError
+from veritee.errors import BindingError, MalformedEvidenceError, MisuseError
 
 # -- RFC 8785 (JSON Canonicalization Scheme) --------------------------------------------------
 
@@ -229,10 +230,77 @@ class ReportDataRule:
             )
 
 
+# -- init-data ----------------------------------------------------------------------------------
+
+#: The names the CoCo init-data specification allows for its digest algorithm.
+INIT_DATA_ALGORITHMS: Final[dict[str, HashAlgorithm]] = {
+    "sha256": "sha256", "sha-256": "sha256", "sha384": "sha384", "sha-384": "sha384",
+    "sha512": "sha512", "sha-512": "sha512"}
+#: Init-data bodies larger than this are refused (real ones are a few KiB of TOML).
+MAX_INIT_DATA_BYTES: Final = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class InitData:
+    """An init-data document as the guest presented it, and its digest."""
+
+    body: str
+    algorithm: HashAlgorithm
+    digest: bytes
+    """H(the body's exact UTF-8 bytes) with the algorithm the document names."""
+    claims: dict[str, Any]
+    """The document's ``data`` table (what policies see once the digest is bound)."""
+
+
+def parse_init_data(fmt: str, body: str) -> InitData:
+    """Read an init-data document (kbs ``init-data``: ``{"format": "toml", "body": ...}``;
+    the CoCo init-data specification: ``version``, ``algorithm``, ``data``).
+
+    The digest is over the body exactly as delivered, so another encoding of the same
+    content gives another digest (service-anchors.md §1.3).
+
+    Raises:
+        MalformedEvidenceError: not TOML, too large or too deep, no known ``algorithm``, or a
+            ``data`` that is not a table.
+    """
+    if fmt != "toml":
+        raise MalformedEvidenceError(f"init-data format {fmt!r} is not supported; use 'toml'")
+    raw = body.encode("utf-8", errors="strict") if _is_text(body) else b""
+    if not raw:
+        raise MalformedEvidenceError("init-data body is empty or not Unicode text")
+    if len(raw) > MAX_INIT_DATA_BYTES:
+        raise MalformedEvidenceError(
+            f"init-data body is {len(raw)} bytes; at most {MAX_INIT_DATA_BYTES}")
+    try:
+        document = tomllib.loads(body)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise MalformedEvidenceError(f"init-data body is not valid TOML: {exc}") from exc
+    name = document.get("algorithm")
+    algorithm = INIT_DATA_ALGORITHMS.get(name.lower()) if isinstance(name, str) else None
+    if algorithm is None:
+        raise MalformedEvidenceError(
+            f"init-data algorithm is {name!r}; one of {', '.join(INIT_DATA_ALGORITHMS)}")
+    data = document.get("data", {})
+    if not isinstance(data, dict):
+        raise MalformedEvidenceError("init-data 'data' must be a table")
+    return InitData(body, algorithm, hashlib.new(algorithm, raw).digest(), data)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 __all__ = [
     "HASH_ALGORITHMS",
+    "INIT_DATA_ALGORITHMS",
     "HashAlgorithm",
+    "InitData",
     "ReportDataRule",
     "canonical_json",
+    "parse_init_data",
     "runtime_data_digest",
 ]

@@ -82,6 +82,10 @@ class BindingError(EvidenceError):
     """Two values that must agree do not (report data, TCB vs certificate, chip id, ...)."""
 
 
+class InitDataMismatchError(BindingError):
+    """The init-data presented does not hash to the value the hardware report carries."""
+
+
 # --- could not decide -----------------------------------------------------------------------
 
 
@@ -117,6 +121,7 @@ __all__ = [
     "CollateralUnavailableError",
     "EvidenceError",
     "ExpiredError",
+    "InitDataMismatchError",
     "MalformedEvidenceError",
     "MisuseError",
     "RevokedError",

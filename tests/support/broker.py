@@ -21,6 +21,7 @@ from veritee.broker.admin import mint_admin_token
 from veritee.broker.config import AdminConfig, Config, ServerConfig, StoreConfig, VerificationConfig
 from veritee.broker.service import Broker
 from veritee.server.app import build_broker, make_app
+from veritee.server.run import uvicorn_options
 
 
 @dataclass
@@ -82,16 +83,16 @@ def running_broker(tmp: Path, store: str = "sqlite",
         verification=VerificationConfig(trust_emulated=True, offline=True, **verification),
         admin=AdminConfig(),
     )
-    broker, admin, _ = build_broker(config)
     clock = Clock()
-    broker.clock = clock
+    broker, admin, _ = build_broker(config, clock=clock)
     app = make_app(broker, admin, config)
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
     # and accepted sockets inherit proto 0 from a plain socket() (40 ms Nagle stalls).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                           **uvicorn_options(config)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -37,6 +37,15 @@ class ServerConfig:
     """Processes (uvicorn workers). Several processes share state through the store."""
     max_body_bytes: int = 2 * 1024 * 1024
     """Largest accepted request body (KBS default payload_request_size is 2 MB)."""
+    max_header_bytes: int = 256 * 1024
+    """Largest request head (request line and headers together); a larger one gets 431.
+    Large enough for a 128 KiB bearer token (composite EAR tokens grow with devices)."""
+    max_headers: int = 100
+    """Most header fields in one request; more get 431."""
+    body_timeout_seconds: float = 10.0
+    """A request body that has not fully arrived within this many seconds gets 408."""
+    keep_alive_seconds: int = 5
+    """An idle keep-alive connection is closed after this many seconds."""
     log_level: str = "info"
 
 
@@ -46,6 +55,9 @@ class StoreConfig:
     """SQLAlchemy URL; empty: an SQLite file ``veritee.db`` in the data directory."""
     kek_file: str = ""
     """32-byte key-encryption key for resources at rest; empty: generated in the data dir."""
+    busy_timeout_ms: int = 1000
+    """SQLite: how long a statement waits for another process's write lock before the
+    request is answered 503 StorageError (retryable)."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +106,31 @@ class VerificationConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    sessions_per_minute: int = 600
+    """Challenges (``/auth``) per client address a minute; 0: unlimited. Beyond the burst,
+    429 with Retry-After. Per process: with N workers a client gets up to N times this."""
+    sessions_burst: int = 120
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks of load balancers whose ``X-Forwarded-For`` names the client;
+    from any other peer the header is ignored."""
+    fetch_concurrency: int = 4
+    """Vendor fetches (AMD KDS, ...) in flight at once per process."""
+    fetch_per_client_per_minute: int = 10
+    """Vendor fetches one client's evidence may cause a minute; 0: unlimited."""
+    fetch_failure_ttl_seconds: int = 60
+    """A vendor URL that failed (no answer, 404, 5xx) is not asked again for this long."""
+    fetch_timeout_seconds: float = 3.0
+    """Timeout of one vendor request (connect and read); one retry after a short backoff."""
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     explain_denials: bool = True
     """Send the failed rules and their values to the refused client (else: server log only)."""
+    require_revocation: str = "auto"
+    """``auto`` (required when the broker reaches vendor services), ``true`` or ``false``:
+    whether the default policies demand that a CRL was checked (``input.veritee``)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +144,16 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     verification: VerificationConfig = field(default_factory=VerificationConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    @property
+    def require_revocation(self) -> bool:
+        """Whether policies must see a checked CRL (``[policy] require_revocation``)."""
+        mode = self.policy.require_revocation
+        if mode not in ("auto", "true", "false"):
+            raise ConfigError(f"[policy] require_revocation must be auto, true or false, "
+                              f"not {mode!r}")
+        return mode == "true" or (mode == "auto" and not self.verification.offline)
 
     @property
     def data_path(self) -> Path:
@@ -195,6 +239,8 @@ def _typed(kind: type, value: Any, name: str) -> Any:
         return value
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
     if kind is str and isinstance(value, str):
         return value
     raise ConfigError(f"{name} must be of type {kind.__name__}, got {value!r}")
@@ -233,6 +279,11 @@ def _parse_env(current: Any, raw: str, var: str) -> Any:
             return int(raw)
         except ValueError as exc:
             raise ConfigError(f"{var} must be an integer, got {raw!r}") from exc
+    if isinstance(current, float):
+        try:
+            return float(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{var} must be a number, got {raw!r}") from exc
     if isinstance(current, tuple):
         return tuple(p for p in raw.split(os.pathsep) if p)
     return raw

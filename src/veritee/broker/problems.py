@@ -1,15 +1,19 @@
 """Every broker failure mapped to an HTTP status and an RFC 7807 body — in one place.
 
 The ``type`` URIs are the Confidential Containers KBS ones
-(``https://github.com/confidential-containers/kbs/errors/<Variant>``) so that existing
-clients and dashboards read them unchanged. Statuses follow the KBS protocol text: 401 for
+(``https://github.com/confidential-containers/kbs/errors/<Variant>``), and the variant names
+are Trustee's current ones (its ``kbs/src/error.rs``) wherever Trustee has the same case, so
+existing clients and dashboards read them unchanged; veritee's own names are used only for
+cases Trustee lacks. docs/ERRORS.md lists them. Statuses follow the KBS protocol text: 401 for
 an unauthenticated or failed attestation, 403 for an authenticated client that policy
-refuses, 404 for a missing resource or path (Trustee's code answers 401 for the last two;
-clients only test for success). Malformed requests are 400, oversized ones 413.
+refuses, 404 for a missing resource or path (Trustee's code answers 401 for a missing
+resource; clients only test for success). Malformed requests are 400, oversized ones 413, too
+many requests 429 (with Retry-After), an unavailable store or vendor 503.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +33,13 @@ class BrokerError(VeriteeError):
     variant = "KbsError"
     http_status = 400
 
-    def __init__(self, detail: str, *, log_detail: str | None = None) -> None:
+    def __init__(self, detail: str, *, log_detail: str | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(detail)
         #: Extra detail for the server log only (never sent to the client).
         self.log_detail = log_detail
+        #: Seconds after which a retry may succeed (sent as ``Retry-After``).
+        self.retry_after = retry_after
 
 
 class InvalidRequest(BrokerError):
@@ -43,23 +50,24 @@ class InvalidRequest(BrokerError):
 
 
 class ProtocolVersionMismatch(BrokerError):
-    """The client speaks another KBS protocol version."""
+    """The client speaks another KBS protocol version (Trustee: an attestation error)."""
 
-    variant = "ProtocolVersion"
+    variant = "AttestationError"
     http_status = 401
 
 
 class UnsupportedTee(BrokerError):
-    """No verifier for the TEE named."""
+    """No verifier for the TEE named (Trustee: an attestation error)."""
 
-    variant = "UnsupportedTee"
+    variant = "AttestationError"
     http_status = 400
 
 
 class SessionInvalid(BrokerError):
-    """No session, an unknown session, or an expired one."""
+    """No session cookie, one this broker did not issue, or an expired one (Trustee: an
+    attestation error)."""
 
-    variant = "UnAuthenticatedCookie"
+    variant = "AttestationError"
     http_status = 401
 
 
@@ -99,9 +107,9 @@ class PolicyDeny(BrokerError):
 
 
 class ResourceNotFound(BrokerError):
-    """No resource at this path."""
+    """No resource at this path (Trustee's resource plugin answers PluginInternalError)."""
 
-    variant = "ResourceNotFound"
+    variant = "PluginInternalError"
     http_status = 404
 
 
@@ -147,6 +155,27 @@ class PolicyInvalid(BrokerError):
     http_status = 400
 
 
+class JweError(BrokerError):
+    """The TEE's public key cannot receive a JWE (unsupported type, curve or algorithm)."""
+
+    variant = "JweError"
+    http_status = 400
+
+
+class TooManyRequests(BrokerError):
+    """A client asked for more challenges (or vendor fetches) than its budget allows."""
+
+    variant = "TooManyRequests"
+    http_status = 429
+
+
+class RequestTimeout(BrokerError):
+    """The body did not arrive within the read timeout."""
+
+    variant = "RequestTimeout"
+    http_status = 408
+
+
 class StoreUnavailable(BrokerError):
     """The database is unavailable, locked past its timeout, or failed the statement: retry."""
 
@@ -159,6 +188,12 @@ class Problem:
     status: int
     variant: str
     detail: str
+    retry_after: float | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
     def body(self) -> dict[str, Any]:
         return {"type": KBS_ERROR_BASE + self.variant, "title": self.variant,
@@ -168,13 +203,13 @@ class Problem:
 def problem_for(exc: BaseException) -> Problem:
     """The one mapping from exceptions to HTTP problems."""
     if isinstance(exc, BrokerError):
-        return Problem(exc.http_status, exc.variant, exc.detail)
+        return Problem(exc.http_status, exc.variant, exc.detail, exc.retry_after)
     if isinstance(exc, StoreIntegrityError):
         return Problem(500, StoreUnavailable.variant, "stored data does not authenticate "
                        "(see the server log)")
     if isinstance(exc, StoreError):
         return Problem(StoreUnavailable.http_status, StoreUnavailable.variant,
-                       f"the store is unavailable, retry later: {exc.detail}")
+                       f"the store is unavailable, retry later: {exc.detail}", 1.0)
     if isinstance(exc, EvidenceError):
         return Problem(401, "AttestationError", f"{type(exc).__name__}: {exc.detail}")
     if isinstance(exc, UndecidedError):

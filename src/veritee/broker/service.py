@@ -14,16 +14,15 @@ evidence (``additional_evidence`` is hashed into the runtime data already).
 from __future__ import annotations
 
 import base64
-import contextlib
+import hmac
 import json
 import logging
 import secrets
 import threading
 import time
-import tomllib
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,18 +34,22 @@ from veritee.appraisal import (
     shipped_policy,
 )
 from veritee.appraisal.ear import EarIssuer, EarVerifier, tee_pubkey_from_ear
+from veritee.binding import InitData
 from veritee.broker import jwe, policies, problems
+from veritee.broker.challenge import ChallengeError, ChallengeFields, ChallengeSealer
 from veritee.broker.metrics import Metrics
 from veritee.collateral import CollateralSource
+from veritee.collateral.gate import FetchGate
 from veritee.encoding import b64url_decode
-from veritee.errors import EvidenceError, UndecidedError, VeriteeError
+from veritee.errors import EvidenceError, InitDataMismatchError, UndecidedError, VeriteeError
 from veritee.evidence import Evidence, decode_evidence
+from veritee.ratelimit import TokenBuckets
 from veritee.store import (
     AuditEvent,
     AuditWriter,
     Session,
-    SessionStateError,
     Store,
+    StoreConflictError,
     StoreUnavailableError,
 )
 from veritee.tee import Platform, Verifier, get_platform, get_verifier, tee_names
@@ -57,6 +60,8 @@ PROTOCOL_VERSION = "0.4.0"
 #: The hash a KBS client uses when the challenge names none (service-anchors.md §1.2).
 PROTOCOL_DEFAULT_HASH = "sha384"
 RESOURCE_POLICY_ID = "resource"
+#: ``extra-params`` of an auth request larger than this (JSON text) are refused.
+MAX_EXTRA_PARAMS = 4096
 #: Reference values and policies are re-read from the store at most this often per process.
 STORE_CACHE_SECONDS = 1.0
 
@@ -80,6 +85,8 @@ class Broker:
     engine: PolicyEngine
     issuer: EarIssuer
     collateral: CollateralSource
+    challenges: ChallengeSealer
+    """Seals the stateless challenge cookies (a key derived from the KEK)."""
     trust_emulated: bool = False
     session_seconds: int = 300
     max_evidence_bytes: int = 1024 * 1024
@@ -89,6 +96,13 @@ class Broker:
     audit: AuditWriter | None = None
     """Where audit events go; None: written synchronously (``AuditWriter(store, interval=0)``).
     The server passes a batching writer (:mod:`veritee.store.audit`)."""
+    sessions: TokenBuckets = field(default_factory=lambda: TokenBuckets(0, 0))
+    """Challenges per client address (``/auth``); unlimited by default here, configured by
+    the server (``[limits]``)."""
+    fetch_gate: FetchGate | None = None
+    """Bounds vendor fetches made on behalf of unverified evidence (None: no bound)."""
+    require_revocation: bool = False
+    """Tell policies that a CRL must have been checked (``input.veritee.require_revocation``)."""
     _verifiers: dict[str, Verifier] = field(default_factory=dict)
     _cache: dict[str, _Cached] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -115,8 +129,13 @@ class Broker:
 
     # -- KBS protocol ----------------------------------------------------------------------
 
-    def auth(self, request: Mapping[str, Any]) -> Challenge:
-        """``POST /kbs/v0/auth``: check the version and TEE, open a session, return a nonce."""
+    def auth(self, request: Mapping[str, Any], *, client: str = "unknown") -> Challenge:
+        """``POST /kbs/v0/auth``: check the version and TEE, return a nonce in a sealed cookie.
+        Writes nothing (:mod:`veritee.broker.challenge`)."""
+        wait = self.sessions.take(client)
+        if wait:
+            raise problems.TooManyRequests(
+                f"too many sessions from {client}; retry in {wait:.1f} s", retry_after=wait)
         version = _field(request, "version", str)
         if version != PROTOCOL_VERSION:
             raise problems.ProtocolVersionMismatch(
@@ -124,26 +143,20 @@ class Broker:
             )
         tee = _field(request, "tee", str)
         platform = _platform(tee)
-        extra = request.get("extra-params", {})
-        hash_algorithm = self._hash_algorithm(platform, extra)
+        hash_algorithm = self._hash_algorithm(platform, _extra_params(request))
         now = self.clock()
-        session = Session(
-            id=uuid.uuid4().hex, tee=tee, nonce=base64.b64encode(secrets.token_bytes(32)).decode(),
-            request=dict(request), state="authed", created_at=now,
-            expires_at=now + timedelta(seconds=self.session_seconds),
-            extra={"hash_algorithm": hash_algorithm},
-        )
-        self.store.create_session(session)
+        fields = ChallengeFields(
+            session_id=uuid.uuid4().hex, nonce=base64.b64encode(secrets.token_bytes(32)).decode(),
+            tee=tee, hash_algorithm=hash_algorithm,
+            expires_at=now + timedelta(seconds=self.session_seconds))
         extra_params: Any = ""
         if hash_algorithm != PROTOCOL_DEFAULT_HASH:
             extra_params = {"selected-hash-algorithm": hash_algorithm}
-        return Challenge(session.id, session.expires_at,
-                         {"nonce": session.nonce, "extra-params": extra_params})
+        return Challenge(self.challenges.seal(fields), fields.expires_at,
+                         {"nonce": fields.nonce, "extra-params": extra_params})
 
-    def _hash_algorithm(self, platform: Platform, extra: Any) -> str:
+    def _hash_algorithm(self, platform: Platform, extra: Mapping[str, Any]) -> str:
         default = platform.hash_algorithm
-        if not isinstance(extra, Mapping):
-            return default
         supported = extra.get("supported-hash-algorithms")
         if isinstance(supported, list) and supported and default not in supported:
             for candidate in ("sha384", "sha512", "sha256"):
@@ -154,56 +167,58 @@ class Broker:
     def attest(self, session_id: str | None, request: Mapping[str, Any], *, client: str) -> str:
         """``POST /kbs/v0/attest``: verify and appraise; return the EAR token.
 
-        The challenge is spent by the attempt, whatever its outcome: a successful one spends
-        it in the same statement that stores the token (one write per attestation), any
-        other outcome spends it before the error reaches the client.
+        Only an attestation that verified is stored, with its token, under the challenge's
+        session id: a second ``/attest`` with the same cookie returns that token (as
+        Trustee's KBS does); a failed attempt writes nothing but an audit event.
         """
         now = self.clock()
         session = self._session(session_id, now)
-        if session.state == "attested" and session.token:
-            return session.token  # idempotent, as Trustee's KBS
+        stored = self.store.get_session(session.id, now=now)
+        if stored is not None and stored.state == "attested" and stored.token:
+            return stored.token
         runtime = _field(request, "runtime-data", Mapping)
         nonce = _field(runtime, "nonce", str)
         tee_pubkey = _field(runtime, "tee-pubkey", Mapping)
-        jwe.public_key_from_jwk(tee_pubkey)  # refuse unusable keys before any work
+        try:
+            jwe.public_key_from_jwk(tee_pubkey)  # refuse unusable keys before any work
+        except jwe.JweKeyError as exc:
+            raise problems.JweError(f"tee-pubkey: {exc.detail}") from exc
         primary, additional = _tee_evidence(request.get("tee-evidence"))
-        if nonce != session.nonce:
+        init_data = _init_data(request.get("init-data"))
+        if not hmac.compare_digest(nonce.encode(), session.nonce.encode()):
             self._refuse(session, client, "nonce",
                          "runtime-data.nonce is not this session's challenge")
-        if session.nonce_used:
-            self._refuse(session, client, "replay", "this challenge was already used")
+        token, appraisal, seconds = self._attest(
+            session, client=client, now=now, primary=primary, init_data=init_data,
+            runtime_data={"tee-pubkey": dict(tee_pubkey), "nonce": nonce,
+                          "additional-evidence": additional})
+        attested = replace(session, state="attested", token=token, nonce_used=True)
         try:
-            token, appraisal, seconds = self._attest(
-                session, request, client=client, now=now, primary=primary,
-                runtime_data={"tee-pubkey": dict(tee_pubkey), "nonce": nonce,
-                              "additional-evidence": additional})
-            self.store.attest_challenge(session.id, nonce=nonce, token=token,
-                                        expires_at=session.expires_at, now=now)
-        except SessionStateError:
-            self._refuse(session, client, "replay", "this challenge was already used")
-        except BaseException:
-            with contextlib.suppress(VeriteeError):
-                self.store.consume_nonce(session.id, nonce, now=now)
-            raise
+            self.store.create_session(attested)
+        except StoreConflictError:  # another attempt with this challenge won the race
+            winner = self.store.get_session(session.id, now=now)
+            if winner is None or not winner.token:
+                raise
+            return winner.token
         self.metrics.attestation(session.tee, appraisal.status, seconds)
         self.metrics.policy("attestation", appraisal.status)
         self._audit("attest", session, client, verdict=appraisal.status,
                     failed=[c.name for c in appraisal.failed()],
-                    detail={"explanation": appraisal.explain()} if appraisal.failed() else {})
+                    detail=_attest_detail(appraisal, additional, init_data))
         return token
 
-    def _attest(self, session: Session, request: Mapping[str, Any], *, client: str,
-                now: datetime, runtime_data: dict[str, Any],
-                primary: Any) -> tuple[str, Appraisal, float]:
-        """Verify, appraise and issue: (token, appraisal, seconds taken)."""
+    def _attest(self, session: Session, *, client: str, now: datetime,
+                runtime_data: dict[str, Any], primary: Any,
+                init_data: InitData | None) -> tuple[str, Appraisal, float]:
+        """Verify, bind init-data, appraise and issue: (token, appraisal, seconds taken)."""
         platform = get_platform(session.tee)
         algorithm = str(session.extra.get("hash_algorithm", platform.hash_algorithm))
         digest = binding.runtime_data_digest(runtime_data, algorithm)
         expected = platform.report_data.expected(digest)
-        init_data = _init_data(request.get("init-data"))
         started = time.perf_counter()
         try:
-            claims = self._verify(session.tee, primary, expected, now)
+            claims = self._verify(session.tee, primary, expected, now, client=client)
+            bound = _bind_init_data(platform, claims, init_data)
         except (EvidenceError, UndecidedError) as exc:
             self.metrics.attestation(session.tee, "rejected" if isinstance(exc, EvidenceError)
                                      else "undecided", time.perf_counter() - started)
@@ -213,7 +228,8 @@ class Broker:
             if isinstance(exc, UndecidedError):
                 raise problems.AttestationUndecided(detail) from exc
             raise problems.AttestationFailed(detail) from exc
-        appraisal = self._appraise(session.tee, claims, runtime_data, init_data, now)
+        appraisal = self._appraise(session.tee, claims, runtime_data,
+                                   _init_data_input(bound), now)
         token = self.issuer.issue({"cpu0": appraisal}, now=now)
         return token, appraisal, time.perf_counter() - started
 
@@ -247,9 +263,12 @@ class Broker:
             raise problems.ResourceNotFound(f"no resource at {path}")
         try:
             sealed = jwe.encrypt(data, tee_pubkey_from_ear(claims))
-        except VeriteeError as exc:
-            raise problems.TokenInvalid(
+        except jwe.JweKeyError as exc:
+            raise problems.JweError(
                 f"the token's tee-pubkey cannot receive a JWE: {exc.detail}") from exc
+        except VeriteeError as exc:
+            raise problems.TokenInvalid(f"the token has no usable tee-pubkey: {exc.detail}"
+                                        ) from exc
         self._audit_event("release", client, resource=path, verdict="release", failed=[], detail={})
         return sealed
 
@@ -326,7 +345,7 @@ class Broker:
             except ValueError as exc:
                 raise problems.InvalidRequest("report_data must be hex") from exc
         try:
-            claims = self._verify(tee, request.get("evidence"), expected, now)
+            claims = self._verify(tee, request.get("evidence"), expected, now, client="admin")
         except (EvidenceError, UndecidedError) as exc:
             return {"verified": False, "status": exc.status,
                     "error": {"type": type(exc).__name__, "detail": exc.detail},
@@ -343,14 +362,18 @@ class Broker:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _session(self, session_id: str | None, now: datetime) -> Session:
-        if not session_id:
+    def _session(self, cookie: str | None, now: datetime) -> Session:
+        """The session a challenge cookie stands for (not stored until it attests)."""
+        if not cookie:
             raise problems.SessionInvalid("no kbs-session-id cookie: POST /kbs/v0/auth first")
-        session = self.store.get_session(session_id, now=now)
-        if session is None:
-            raise problems.SessionInvalid(
-                "the session is unknown or has expired: POST /kbs/v0/auth again")
-        return session
+        try:
+            fields = self.challenges.open(cookie, now=now)
+        except ChallengeError as exc:
+            raise problems.SessionInvalid(str(exc)) from exc
+        return Session(id=fields.session_id, tee=fields.tee, nonce=fields.nonce,
+                       request={"version": PROTOCOL_VERSION, "tee": fields.tee},
+                       state="authed", created_at=now, expires_at=fields.expires_at,
+                       extra={"hash_algorithm": fields.hash_algorithm})
 
     def _refuse(self, session: Session, client: str, rule: str, detail: str) -> None:
         self.metrics.attestation(session.tee, "rejected", 0.0)
@@ -368,12 +391,19 @@ class Broker:
                     self._verifiers[tee] = verifier
         return verifier
 
-    def _verify(self, tee: str, primary: Any, expected: bytes | None,
-                now: datetime) -> dict[str, Any]:
+    def _verify(self, tee: str, primary: Any, expected: bytes | None, now: datetime, *,
+                client: str) -> dict[str, Any]:
         evidence = _evidence(primary, self.max_evidence_bytes)
         claims = self._verifier(tee).verify(evidence, report_data=expected,
-                                            collateral=self.collateral, now=now)
+                                            collateral=self._collateral_for(client), now=now)
         return claims.to_dict()
+
+    def _collateral_for(self, client: str) -> CollateralSource:
+        """The collateral source, with vendor fetches gated on behalf of ``client``."""
+        fetcher, gate = self.collateral.fetcher, self.fetch_gate
+        if fetcher is None or gate is None:
+            return self.collateral
+        return replace(self.collateral, fetcher=gate.wrap(fetcher, client))
 
     def _appraise(self, tee: str, claims: Mapping[str, Any], runtime_data: Any,
                   init_data: Mapping[str, Any] | None, now: datetime, *,
@@ -388,7 +418,8 @@ class Broker:
             tee=tee, claims=claims, policy_id=policy_id, policy=source, policy_version=version,
             reference_values=reference,
             runtime_data=runtime_data if isinstance(runtime_data, Mapping) else None,
-            init_data=init_data, **policies.appraisal_shape(get_platform(tee)),
+            init_data=init_data, settings={"require_revocation": self.require_revocation},
+            **policies.appraisal_shape(get_platform(tee)),
         )
 
     def _resource_policy(self) -> str:
@@ -419,9 +450,10 @@ class Broker:
                 raise problems.TokenNotFound("the Authorization header must be 'Bearer <token>'")
             return token.strip()
         if session_id:
-            session = self.store.get_session(session_id, now=now)
+            session = self.store.get_session(self._session(session_id, now).id, now=now)
             if session is None:
-                raise problems.SessionInvalid("the session is unknown or has expired")
+                raise problems.TokenNotFound(
+                    "this session has not attested: POST /kbs/v0/attest first")
             if session.state == "attested" and session.token:
                 return session.token
             raise problems.TokenNotFound("this session has not attested: POST /kbs/v0/attest first")
@@ -518,18 +550,81 @@ def _evidence(primary: Any, limit: int) -> Evidence:
     return evidence
 
 
-def _init_data(value: Any) -> dict[str, Any] | None:
+def _init_data(value: Any) -> InitData | None:
+    """The init-data of an attestation request (None when it has none)."""
     if value is None:
         return None
     fmt = _field(value, "format", str)
     body = _field(value, "body", str)
-    if fmt != "toml":
-        raise problems.InvalidRequest(f"init-data format {fmt!r} is not supported; use 'toml'")
     try:
-        parsed = tomllib.loads(body)
-    except tomllib.TOMLDecodeError as exc:
-        raise problems.InvalidRequest(f"init-data body is not valid TOML: {exc}") from exc
-    return {"format": fmt, "body": body, "claims": parsed.get("data", parsed)}
+        return binding.parse_init_data(fmt, body)
+    except EvidenceError as exc:
+        raise problems.InvalidRequest(f"init-data: {exc.detail}") from exc
+
+
+def _bind_init_data(platform: Platform, claims: Mapping[str, Any],
+                    init_data: InitData | None) -> InitData | None:
+    """The init-data when it is bound to the hardware report; None when there is none or
+    the TEE has no field to bind it to (its claims then stay out of policies and tokens).
+
+    Raises:
+        InitDataMismatchError: the report's init-data field holds another digest.
+    """
+    rule = platform.init_data
+    if init_data is None or rule is None:
+        return None
+    expected = rule.fit(init_data.digest)
+    carried = claims.get(rule.claim)
+    actual = bytes.fromhex(carried) if isinstance(carried, str) and _is_hex(carried) else b""
+    if not hmac.compare_digest(actual, expected):
+        raise InitDataMismatchError(
+            f"{platform.tee} {rule.claim} is {actual.hex() or 'absent'}; the init-data "
+            f"presented hashes ({init_data.algorithm}) to {expected.hex()}: the guest was "
+            "launched with other init-data")
+    return init_data
+
+
+def _init_data_input(bound: InitData | None) -> dict[str, Any] | None:
+    """What policies see of bound init-data (Trustee's ``init_data_claims``)."""
+    if bound is None:
+        return None
+    return {"format": "toml", "algorithm": bound.algorithm, "body": bound.body,
+            "claims": bound.claims}
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _attest_detail(appraisal: Appraisal, additional: str,
+                   init_data: InitData | None) -> dict[str, Any]:
+    """The audit detail of an attestation: the explanation of failed checks, and what was
+    presented but not verified (additional evidence no verifier checked)."""
+    detail: dict[str, Any] = {}
+    if appraisal.failed():
+        detail["explanation"] = appraisal.explain()
+    if additional:
+        detail["unverified"] = {"additional-evidence": len(additional)}
+    if init_data is not None:
+        detail["init_data_sha"] = init_data.digest.hex()
+    return detail
+
+
+def _extra_params(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``extra-params`` of an auth request, bounded (only the hash list is used)."""
+    extra = request.get("extra-params", {})
+    if isinstance(extra, str):
+        if len(extra) > MAX_EXTRA_PARAMS:
+            raise problems.InvalidRequest(
+                f"extra-params is {len(extra)} characters; at most {MAX_EXTRA_PARAMS}")
+        return {}
+    if not isinstance(extra, Mapping):
+        return {}
+    size = len(json.dumps(extra, ensure_ascii=False, default=str))
+    if size > MAX_EXTRA_PARAMS:
+        raise problems.InvalidRequest(
+            f"extra-params is {size} bytes of JSON; at most {MAX_EXTRA_PARAMS}")
+    return extra
 
 
 def _b64_text(value: Any, name: str) -> str:

@@ -14,7 +14,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -32,14 +33,19 @@ from veritee.appraisal import PolicyEngine, parse_reference_values
 from veritee.appraisal.ear import EarIssuer
 from veritee.broker import policies, problems
 from veritee.broker.admin import AdminAuthenticator, AdminAuthError, AdminIdentity
-from veritee.broker.config import Config, load_config
+from veritee.broker.challenge import ChallengeSealer
+from veritee.broker.config import Config, ConfigError, load_config
 from veritee.broker.keys import load_keys
 from veritee.broker.metrics import Metrics
 from veritee.broker.service import Broker
 from veritee.collateral import CollateralSource, DirectoryCache
 from veritee.collateral.fetch import HttpFetcher
+from veritee.collateral.gate import FetchGate
 from veritee.encoding import b64url
 from veritee.errors import VeriteeError
+from veritee.ratelimit import TokenBuckets
+from veritee.server.guards import BodyGuard, TrustedProxies
+from veritee.server.protocol import STATE_KEY as HTTP_LIMITS
 from veritee.store import AuditWriter, Store
 from veritee.tee import tee_names
 
@@ -126,30 +132,51 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 # -- the app -----------------------------------------------------------------------------------
 
 
-def build_broker(config: Config) -> tuple[Broker, AdminAuthenticator, list[str]]:
-    """Open the store, load or generate keys; return the broker and the admin authenticator."""
+def build_broker(config: Config, *, clock: Callable[[], datetime] | None = None
+                 ) -> tuple[Broker, AdminAuthenticator, list[str]]:
+    """Open the store, load or generate keys; return the broker and the admin authenticator.
+    ``clock`` is the broker's and the store's (default: the system clock)."""
     keys = load_keys(config)
-    store = Store.open(config.store_url, kek=keys.kek)
+    store = Store.open(config.store_url, kek=keys.kek, clock=clock,
+                       busy_timeout=config.store.busy_timeout_ms / 1000)
     store.migrate()
-    cache_dir = config.verification.cache_dir or str(config.data_path / "collateral")
-    collateral = CollateralSource.from_paths(
-        (), [Path(p) for p in config.verification.collateral],
-        cache=DirectoryCache(Path(cache_dir)),
-        fetcher=None if config.verification.offline else HttpFetcher(),
-    )
+    limits = config.limits
     broker = Broker(
         store=store, engine=PolicyEngine(natives=policies.natives()),
         issuer=EarIssuer(keys.signing_key, issuer=config.tokens.issuer,
                          ttl_seconds=config.tokens.ttl_seconds,
                          verifier_build=f"veritee {__version__}"),
-        collateral=collateral, trust_emulated=config.verification.trust_emulated,
+        collateral=_collateral(config), challenges=ChallengeSealer(keys.kek),
+        trust_emulated=config.verification.trust_emulated,
         session_seconds=config.session.timeout_seconds,
         max_evidence_bytes=config.verification.max_evidence_bytes,
         explain_denials=config.policy.explain_denials,
         audit=AuditWriter(store, interval=AUDIT_INTERVAL),
+        sessions=TokenBuckets(limits.sessions_per_minute, limits.sessions_burst),
+        fetch_gate=FetchGate(concurrency=limits.fetch_concurrency,
+                             failure_ttl=limits.fetch_failure_ttl_seconds,
+                             per_client_per_minute=limits.fetch_per_client_per_minute),
+        require_revocation=config.require_revocation,
+        clock=clock or _system_clock,
     )
     admin = AdminAuthenticator(config.admin, keys.admin_public_keys)
     return broker, admin, list(keys.generated)
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _collateral(config: Config) -> CollateralSource:
+    """The broker's collateral: configured files, the persistent cache, and (online) the
+    vendor services with short timeouts and one retry."""
+    cache_dir = config.verification.cache_dir or str(config.data_path / "collateral")
+    fetcher = None
+    if not config.verification.offline:
+        fetcher = HttpFetcher(timeout=config.limits.fetch_timeout_seconds, retries=1,
+                              backoff=0.25)
+    return CollateralSource.from_paths((), [Path(p) for p in config.verification.collateral],
+                                       cache=DirectoryCache(Path(cache_dir)), fetcher=fetcher)
 
 
 def create_app(config: Config | None = None) -> FastAPI:
@@ -166,9 +193,10 @@ def _config_path_from_env() -> Any:
 
 def make_app(broker: Broker, admin: AdminAuthenticator, config: Config) -> FastAPI:
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         task = asyncio.create_task(_purge_loop(broker, config.session.purge_interval_seconds))
-        yield
+        # Read by the HTTP protocol (veritee.server.protocol) for every request head.
+        yield {HTTP_LIMITS: (config.server.max_header_bytes, config.server.max_headers)}
         task.cancel()
         await asyncio.to_thread(broker.close)
 
@@ -177,10 +205,15 @@ def make_app(broker: Broker, admin: AdminAuthenticator, config: Config) -> FastA
                               "Containers KBS protocol 0.4.0.",
                   responses=_ERRORS)
     app.state.broker = broker
+    try:
+        app.state.proxies = TrustedProxies(config.limits.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"[limits] trusted_proxies: {exc}") from exc
     _install_error_handlers(app)
     _add_routes(app, broker, admin)
     app.add_middleware(_MetricsMiddleware, metrics=broker.metrics)
-    app.add_middleware(_BodyLimitMiddleware, limit=config.server.max_body_bytes)
+    app.add_middleware(BodyGuard, limit=config.server.max_body_bytes,
+                       timeout=config.server.body_timeout_seconds, json_paths=_JSON_PATHS)
     return app
 
 
@@ -199,24 +232,18 @@ async def _purge_loop(broker: Broker, interval: int) -> None:
 _T = TypeVar("_T")
 
 
-def _runner(broker: Broker) -> Callable[..., Awaitable[Any]]:
-    """How the KBS routes call the broker. Its work is CPU (verification, signing) and short
-    store calls: with SQLite (a local file; a statement takes tens of microseconds) it runs on
-    the event loop, which saves a thread hop per request (≈0.25 ms) and the GIL hand-offs
-    between the loop and the pool; with a networked database it runs in the thread pool, so
-    that round trips to the database do not hold up the worker's other requests."""
-    if broker.store.engine.dialect.name == "sqlite":
-        async def inline(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-            return call(*args, **kwargs)
-        return inline
-
-    async def pooled(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
-    return pooled
+async def _off_loop(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Run a broker call in the thread pool. Every KBS step that touches the store or may
+    ask a vendor service runs there, so a locked database or a slow vendor never stalls the
+    event loop (and ``/healthz``) of the worker: the loop only parses and answers."""
+    return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address: the peer, or what a trusted proxy says it forwarded for."""
+    peer = request.client.host if request.client else "unknown"
+    proxies: TrustedProxies = request.app.state.proxies
+    return proxies.client(peer, request.headers.getlist("x-forwarded-for"))
 
 
 def _resource_path(repository: str, kind: str, tag: str) -> str:
@@ -251,12 +278,13 @@ def _add_routes(app: FastAPI, broker: Broker, admin: AdminAuthenticator) -> None
 
 
 def _add_kbs_routes(app: FastAPI, broker: Broker) -> None:
-    run = _runner(broker)
+    run = _off_loop
 
     @app.post("/kbs/v0/auth", response_model=Challenge, tags=["kbs"],
-              summary="Request: open a session and get a challenge")
-    async def auth(body: AuthRequest, response: Response) -> JSONResponse:
-        challenge = await run(broker.auth, body.model_dump(by_alias=True, exclude_none=True))
+              summary="Request: get a challenge (in a sealed session cookie)")
+    async def auth(body: AuthRequest, request: Request) -> JSONResponse:
+        challenge = broker.auth(body.model_dump(by_alias=True, exclude_none=True),
+                                client=_client(request))  # no store, no I/O: on the loop
         out = JSONResponse(challenge.body)
         out.set_cookie(SESSION_COOKIE, challenge.session_id, path="/kbs/v0", httponly=True,
                        expires=format_datetime(challenge.expires_at, usegmt=True))
@@ -368,10 +396,14 @@ def _add_ops_routes(app: FastAPI, broker: Broker) -> None:
     def jwks() -> JSONResponse:
         return JSONResponse(broker.issuer.jwks())
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness and store reachability")
-    def healthz() -> JSONResponse:
-        broker.store.get_setting("healthz")
+    @app.get("/healthz", tags=["ops"], summary="Liveness: answered from memory")
+    async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: the store takes a write")
+    async def readyz() -> JSONResponse:
+        await _off_loop(broker.store.put_setting, "readyz", broker.clock().isoformat())
+        return JSONResponse({"status": "ready", "version": __version__})
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     def metrics() -> Response:
@@ -422,7 +454,7 @@ def _problem_response(exc: BaseException) -> JSONResponse:
         log.error("request failed: %r", exc, exc_info=exc if problem.status == 500 else None)
     elif isinstance(exc, problems.BrokerError) and exc.log_detail:
         log.info("%s: %s", problem.variant, exc.log_detail)
-    return JSONResponse(problem.body(), status_code=problem.status,
+    return JSONResponse(problem.body(), status_code=problem.status, headers=problem.headers(),
                         media_type="application/problem+json")
 
 
@@ -459,48 +491,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 # -- middleware ----------------------------------------------------------------------------------
-
-
-class _BodyLimitMiddleware:
-    """Refuse bodies over ``limit`` bytes with 413, by Content-Length or while streaming."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.limit
-                except ValueError:
-                    too_big = True
-                if too_big:
-                    await _send_problem(send, problems.PayloadTooLarge(
-                        f"the body is larger than {self.limit} bytes"))
-                    return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise problems.PayloadTooLarge(f"the body is larger than {self.limit} bytes")
-            return message
-
-        await self.app(scope, limited, send)
-
-
-async def _send_problem(send: Send, exc: BaseException) -> None:
-    response = _problem_response(exc)
-    await send({"type": "http.response.start", "status": response.status_code,
-                "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
 
 
 class _MetricsMiddleware:

@@ -18,6 +18,7 @@ from veritee.broker.config import Config
 from veritee.broker.service import Broker
 from veritee.errors import MisuseError
 from veritee.server.app import build_broker, make_app
+from veritee.server.run import uvicorn_options
 
 
 @dataclass
@@ -42,7 +43,7 @@ def local_broker(config: Config, *, start_timeout: float = 15.0) -> Iterator[Loc
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           access_log=False))
+                                           access_log=False, **uvicorn_options(config)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="veritee-local-broker")
     thread.start()

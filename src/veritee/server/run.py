@@ -8,17 +8,27 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from veritee.broker.config import Config, ConfigError, write_endpoint
 from veritee.broker.keys import load_keys
+from veritee.server.protocol import LimitedHttpToolsProtocol
 from veritee.store import Store
 
-#: uvicorn's HTTP/1.1 parser: httptools (llhttp) takes ≈0.2 ms less CPU per request than the
-#: pure-Python h11 (measured with ``veritee bench broker``: about 1 ms per attestation flow).
-HTTP_PROTOCOL = "httptools"
+
+def uvicorn_options(config: Config) -> dict[str, Any]:
+    """The uvicorn settings every way of serving the broker uses.
+
+    HTTP/1.1 is parsed by httptools (llhttp: ≈0.2 ms less CPU per request than the pure-Python
+    h11, about 1 ms per attestation flow in ``veritee bench broker``), through
+    :class:`~veritee.server.protocol.LimitedHttpToolsProtocol`, which bounds request heads.
+    Client addresses are never taken from proxy headers by uvicorn (the app does, only from
+    ``[limits] trusted_proxies``)."""
+    return {"http": LimitedHttpToolsProtocol, "proxy_headers": False,
+            "timeout_keep_alive": config.server.keep_alive_seconds}
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ def run(config: Config, config_path: Path | None, *, notice: Callable[[str], Non
     _export(config)
     server = uvicorn.Config("veritee.server.app:create_app", factory=True,
                             workers=config.server.workers, log_level=config.server.log_level,
-                            access_log=False, http=HTTP_PROTOCOL)
+                            access_log=False, **uvicorn_options(config))
     if config.server.workers > 1:
         Multiprocess(server, sockets=[sock]).run()
     else:

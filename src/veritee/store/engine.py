@@ -25,7 +25,6 @@ from typing import Any, Final
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import ConnectionPoolEntry
 
 from veritee.errors import VeriteeError
 from veritee.store.errors import (
@@ -63,8 +62,10 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def make_engine(url: URL, *, pool_size: int, create: bool) -> Engine:
-    """An engine for ``url`` (already checked by :func:`parse_url`)."""
+def make_engine(url: URL, *, pool_size: int, create: bool,
+                busy_timeout: float = BUSY_TIMEOUT_S) -> Engine:
+    """An engine for ``url`` (already checked by :func:`parse_url`); with SQLite, a statement
+    waits ``busy_timeout`` seconds for another process's write lock."""
     common: dict[str, Any] = {
         "pool_size": pool_size,
         "max_overflow": 2 * pool_size,
@@ -82,9 +83,11 @@ def make_engine(url: URL, *, pool_size: int, create: bool) -> Engine:
                 f"cannot create the SQLite file {url.database}: {exc.strerror}"
             ) from exc
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}, **common
+        url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **common
     )
-    event.listen(engine.pool, "connect", _sqlite_on_connect)
+    milliseconds = int(busy_timeout * 1000)
+    event.listen(engine.pool, "connect",
+                 lambda connection, record: _sqlite_on_connect(connection, milliseconds))
     return engine
 
 
@@ -96,11 +99,11 @@ def _create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")

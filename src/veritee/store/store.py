@@ -86,6 +86,7 @@ class Store:
         previous_keks: Sequence[bytes] = (),
         pool_size: int = 10,
         clock: Callable[[], datetime] | None = None,
+        busy_timeout: float | None = None,
     ) -> Store:
         """Open the store at ``url`` (``sqlite:///path.db`` or
         ``postgresql+psycopg://user@host:port/db``).
@@ -94,7 +95,8 @@ class Store:
         rotation. With ``create`` the schema is created or upgraded (:meth:`migrate`);
         without it the schema must exist at this code's version already."""
         sealer = Sealer(kek, previous_keks)
-        engine = make_engine(parse_url(url), pool_size=pool_size, create=create)
+        engine = make_engine(parse_url(url), pool_size=pool_size, create=create,
+                             **({} if busy_timeout is None else {"busy_timeout": busy_timeout}))
         store = cls(engine, sealer) if clock is None else cls(engine, sealer, clock)
         try:
             if create:

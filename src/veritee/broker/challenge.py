@@ -29,6 +29,7 @@ VERSION: Final = 1
 #: Cookies longer than this are refused before any parsing.
 MAX_COOKIE: Final = 2048
 _LABEL: Final = b"veritee kbs challenge mac v1"
+NOT_OURS: Final = "the session cookie is not a challenge of this broker: POST /kbs/v0/auth again"
 
 
 class ChallengeError(Exception):
@@ -66,11 +67,11 @@ class ChallengeSealer:
             ChallengeError: malformed, not sealed by this key, or expired at ``now``.
         """
         if not isinstance(cookie, str) or len(cookie) > MAX_COOKIE or cookie.count(".") != 1:
-            raise ChallengeError("the session cookie is not a challenge of this broker: POST /kbs/v0/auth again")
+            raise ChallengeError(NOT_OURS)
         encoded, _, mac = cookie.partition(".")
         given = b64url_decode(mac)
         if given is None or not hmac.compare_digest(given, self._mac(encoded)):
-            raise ChallengeError("the session cookie is not a challenge of this broker: POST /kbs/v0/auth again")
+            raise ChallengeError(NOT_OURS)
         fields = _fields(b64url_decode(encoded))
         if now.timestamp() >= fields.expires_at.timestamp():
             raise ChallengeError("the session has expired: POST /kbs/v0/auth again")
@@ -91,7 +92,7 @@ def _fields(body: bytes | None) -> ChallengeFields:
             raise ValueError("types")
         return ChallengeFields(*values, expires_at=datetime.fromtimestamp(document["x"], UTC))
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
-        raise ChallengeError("the session cookie is not a challenge of this broker: POST /kbs/v0/auth again") from exc
+        raise ChallengeError(NOT_OURS) from exc
 
 
 __all__ = ["ChallengeError", "ChallengeFields", "ChallengeSealer"]

@@ -34,6 +34,7 @@ from veritee.appraisal import (
     shipped_policy,
 )
 from veritee.appraisal.ear import EarIssuer, EarVerifier, tee_pubkey_from_ear
+from veritee.appraisal.engine import PolicyKind
 from veritee.binding import InitData
 from veritee.broker import jwe, policies, problems
 from veritee.broker.challenge import ChallengeError, ChallengeFields, ChallengeSealer
@@ -52,7 +53,7 @@ from veritee.store import (
     StoreConflictError,
     StoreUnavailableError,
 )
-from veritee.tee import Platform, Verifier, get_platform, get_verifier, tee_names
+from veritee.tee import Platform, Verifier, get_platform, get_verifier, platforms, tee_names
 
 log = logging.getLogger("veritee.broker")
 
@@ -228,8 +229,10 @@ class Broker:
             if isinstance(exc, UndecidedError):
                 raise problems.AttestationUndecided(detail) from exc
             raise problems.AttestationFailed(detail) from exc
-        appraisal = self._appraise(session.tee, claims, runtime_data,
-                                   _init_data_input(bound), now)
+        # Additional evidence no verifier checked stays out of the policy input and the token
+        # (it is bound into the report data above, and recorded as unverified in the audit).
+        presented = {k: v for k, v in runtime_data.items() if k != "additional-evidence"}
+        appraisal = self._appraise(session.tee, claims, presented, _init_data_input(bound), now)
         token = self.issuer.issue({"cpu0": appraisal}, now=now)
         return token, appraisal, time.perf_counter() - started
 
@@ -291,7 +294,7 @@ class Broker:
             raise problems.InvalidRequest(f"policy type {kind!r} is not supported; use 'rego'")
         policy_id = _field(request, "policy_id", str)
         source = _b64_text(_field(request, "policy", str), "policy")
-        self._check_policy(source)
+        self._check_policy(source, "attestation", policy_id)
         try:
             policies.check_declaration(policy_id, source)
         except VeriteeError as exc:
@@ -305,7 +308,7 @@ class Broker:
 
     def set_resource_policy(self, request: Mapping[str, Any], *, who: str) -> int:
         source = _b64_text(_field(request, "policy", str), "policy")
-        self._check_policy(source)
+        self._check_policy(source, "resource", RESOURCE_POLICY_ID)
         version = self.store.put_policy("resource", RESOURCE_POLICY_ID, source, now=self.clock(),
                                         author=who)
         self.forget_cached()
@@ -313,11 +316,26 @@ class Broker:
                           detail={"version": version})
         return version
 
-    def _check_policy(self, source: str) -> None:
+    def _check_policy(self, source: str, kind: PolicyKind, policy_id: str = "policy") -> None:
+        """Refuse a policy that does not compile, lacks its outputs, or cannot evaluate: it
+        is run once on a sample input (an attestation policy on empty claims of each TEE it
+        may apply to; a resource policy on a token without submodules), so that a policy
+        that would fail on every request is refused now rather than denying everything."""
         try:
-            self.engine.check_policy(source)
+            self.engine.check_policy(source, kind=kind, policy_id=policy_id)
+            if kind == "resource":
+                self.engine.allow_resource(policy=source, ear_claims={"submods": {}},
+                                           path=["sample", "key", "check"],
+                                           policy_id=policy_id)
+                return
+            for platform in platforms():
+                if policies.applies(source, platform.tee):
+                    self.engine.appraise(tee=platform.tee, claims={}, policy_id=policy_id,
+                                         policy=source, reference_values={},
+                                         settings={"require_revocation": False},
+                                         **policies.appraisal_shape(platform))
         except VeriteeError as exc:
-            raise problems.PolicyInvalid(exc.detail) from exc
+            raise problems.PolicyInvalid(f"{exc.detail} (checked when installed)") from exc
 
     def resource_policy_source(self) -> str:
         return self._resource_policy()

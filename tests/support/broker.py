@@ -18,7 +18,14 @@ import httpx
 import uvicorn
 
 from veritee.broker.admin import mint_admin_token
-from veritee.broker.config import AdminConfig, Config, ServerConfig, StoreConfig, VerificationConfig
+from veritee.broker.config import (
+    AdminConfig,
+    Config,
+    LimitsConfig,
+    ServerConfig,
+    StoreConfig,
+    VerificationConfig,
+)
 from veritee.broker.service import Broker
 from veritee.server.app import build_broker, make_app
 from veritee.server.run import uvicorn_options
@@ -73,15 +80,22 @@ def _fresh_schema(url: str) -> str:
     return f"{url}{sep}options=-csearch_path%3D{schema}"
 
 
+#: The limits every test broker runs with unless a test names others: unlimited sessions
+#: (tests drive many flows from one address), everything else as configured by default.
+TEST_LIMITS = LimitsConfig(sessions_per_minute=0)
+
+
 @contextmanager
-def running_broker(tmp: Path, store: str = "sqlite",
+def running_broker(tmp: Path, store: str = "sqlite", *, limits: LimitsConfig = TEST_LIMITS,
+                   server: ServerConfig | None = None, busy_timeout_ms: int = 1000,
                    **verification: Any) -> Iterator[RunningBroker]:
     config = Config(
         data_dir=str(tmp / "data"),
-        server=ServerConfig(port=0),
-        store=StoreConfig(url=store_url(store, tmp)),
+        server=server or ServerConfig(port=0),
+        store=StoreConfig(url=store_url(store, tmp), busy_timeout_ms=busy_timeout_ms),
         verification=VerificationConfig(trust_emulated=True, offline=True, **verification),
         admin=AdminConfig(),
+        limits=limits,
     )
     clock = Clock()
     broker, admin, _ = build_broker(config, clock=clock)

@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 from veritee import binding
 from veritee.bench.core import BenchResult, Figure, Settings, throughput
 from veritee.broker.admin import mint_admin_token
-from veritee.broker.config import Config, ServerConfig, VerificationConfig
+from veritee.broker.config import Config, LimitsConfig, ServerConfig, VerificationConfig
 from veritee.broker.jwe import concat_kdf
 from veritee.encoding import b64url, b64url_decode
 from veritee.errors import MisuseError
@@ -65,8 +65,10 @@ from veritee.tee import Platform, get_platform, platforms
 
 CONCURRENCY = (1, 8, 32)
 CEILING_THREADS = 2
-#: What the benchmark's broker is configured with beyond the defaults (for the figures).
-LIMITS_NOTE = "default broker limits"
+#: The broker's limits in this benchmark: every flow comes from one address, so the
+#: per-client session budget is off; every other limit is the default.
+BENCH_LIMITS = LimitsConfig(sessions_per_minute=0)
+LIMITS_NOTE = "[limits] sessions_per_minute = 0 (one client address); other limits default"
 SECRET_PATH = "bench/key/secret"
 SECRET = b"veritee bench broker: the released secret"
 START_TIMEOUT = 60.0
@@ -124,6 +126,7 @@ def serve() -> None:
         server=ServerConfig(host="127.0.0.1", port=spec["port"], workers=spec["workers"],
                             log_level="warning"),
         verification=VerificationConfig(trust_emulated=True, offline=True),
+        limits=BENCH_LIMITS,
     )
     try:
         run(config, None, notice=lambda _line: None)

@@ -28,7 +28,7 @@ from veritee.broker import problems
 
 #: JSON documents of the KBS and admin routes nest a few levels; deeper ones are refused.
 MAX_JSON_DEPTH: Final = 64
-_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 #: Python's json reads these; JSON (RFC 8259) has no such values.
 _NOT_JSON: Final = re.compile(rb"NaN|-?Infinity")
 

@@ -32,7 +32,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes, self._fields, self._in_head = 0, 0, True
+        self._fields = 0
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_bytes, self._in_head = 0, True  # the next request's head starts
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields += 1

@@ -73,3 +73,19 @@ def test_every_key_is_documented() -> None:
         for key in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
             documented = f"{key.name} =" in doc or f"[[{section.name}.{key.name}]]" in doc
             assert documented, f"[{section.name}] {key.name} is not in CONFIG.md"
+
+
+def test_mirrors_and_revocation_settings_are_checked() -> None:
+    from veritee.broker.config import PolicyConfig, VerificationConfig
+
+    good = VerificationConfig(mirrors=("https://kdsintf.amd.com=http://mirror:8080",))
+    assert good.mirror_pairs() == (("https://kdsintf.amd.com", "http://mirror:8080"),)
+    with pytest.raises(ConfigError, match="mirrors entry"):
+        VerificationConfig(mirrors=("kdsintf.amd.com",)).mirror_pairs()
+    online = Config(verification=VerificationConfig(offline=False))
+    offline = Config(verification=VerificationConfig(offline=True))
+    assert online.require_revocation and not offline.require_revocation
+    assert Config(policy=PolicyConfig(require_revocation="true"),
+                  verification=VerificationConfig(offline=True)).require_revocation
+    with pytest.raises(ConfigError, match="require_revocation"):
+        _ = Config(policy=PolicyConfig(require_revocation="maybe")).require_revocation

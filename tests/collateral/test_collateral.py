@@ -270,3 +270,10 @@ def test_permission_denied_is_misuse(tmp_path: Path) -> None:
     path.chmod(0)
     with pytest.raises(MisuseError, match="cannot read"):
         CollateralSource.from_paths([path])
+
+
+def test_http_fetcher_asks_a_mirror_instead_of_the_vendor() -> None:
+    http, seen = fetcher([httpx.Response(200, content=b"from the mirror")])
+    http.mirrors = (("https://vendor.example", "http://mirror.internal:8080/kds"),)
+    assert http.get(URL).body == b"from the mirror"
+    assert str(seen[0].url) == "http://mirror.internal:8080/kds/v1/chain"

@@ -103,6 +103,24 @@ class VerificationConfig:
     cache_dir: str = ""
     """Persistent collateral cache; empty: ``collateral`` in the data directory."""
     max_evidence_bytes: int = 1024 * 1024
+    mirrors: tuple[str, ...] = ()
+    """``"<vendor URL prefix>=<mirror URL prefix>"``: fetch a vendor's collateral from an
+    internal mirror or caching proxy instead (e.g. ``"https://kdsintf.amd.com=http://kds-mirror:8080"``)."""
+
+    def mirror_pairs(self) -> tuple[tuple[str, str], ...]:
+        """:attr:`mirrors` as ``(prefix, replacement)`` pairs.
+
+        Raises:
+            ConfigError: an entry is not ``<prefix>=<replacement>`` with two URLs.
+        """
+        pairs = []
+        for entry in self.mirrors:
+            prefix, sep, replacement = entry.partition("=")
+            if not sep or "://" not in prefix or "://" not in replacement:
+                raise ConfigError(f"[verification] mirrors entry {entry!r} is not "
+                                  "'<vendor URL prefix>=<mirror URL prefix>'")
+            pairs.append((prefix, replacement))
+        return tuple(pairs)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,10 @@ class HttpFetcher:
     """None: the network. Tests pass an ``httpx.MockTransport``."""
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     """How to wait between attempts (tests pass a recorder)."""
+    mirrors: tuple[tuple[str, str], ...] = ()
+    """``(prefix, replacement)``: a request whose URL starts with ``prefix`` goes to
+    ``replacement`` + the rest (an internal mirror or caching proxy of a vendor service).
+    Caches stay keyed by the vendor's URL."""
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
     def get(self, url: str) -> Response:
@@ -58,6 +62,12 @@ class HttpFetcher:
             f"GET {url} failed after {attempt + 1} attempt{'s' if attempt else ''} ({last})"
         )
 
+    def _target(self, url: str) -> str:
+        for prefix, replacement in self.mirrors:
+            if url.startswith(prefix):
+                return replacement + url[len(prefix):]
+        return url
+
     def _get_once(self, url: str) -> Response:
         client = self._client
         if client is None:
@@ -65,7 +75,7 @@ class HttpFetcher:
                 timeout=self.timeout, headers={"User-Agent": self.user_agent},
                 follow_redirects=True, transport=self.transport,
             )
-        with client.stream("GET", url) as stream:
+        with client.stream("GET", self._target(url)) as stream:
             chunks: list[bytes] = []
             size = 0
             for chunk in stream.iter_bytes():

@@ -174,7 +174,7 @@ def _collateral(config: Config) -> CollateralSource:
     fetcher = None
     if not config.verification.offline:
         fetcher = HttpFetcher(timeout=config.limits.fetch_timeout_seconds, retries=1,
-                              backoff=0.25)
+                              backoff=0.25, mirrors=config.verification.mirror_pairs())
     return CollateralSource.from_paths((), [Path(p) for p in config.verification.collateral],
                                        cache=DirectoryCache(Path(cache_dir)), fetcher=fetcher)
 

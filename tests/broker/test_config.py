@@ -89,3 +89,15 @@ def test_mirrors_and_revocation_settings_are_checked() -> None:
                   verification=VerificationConfig(offline=True)).require_revocation
     with pytest.raises(ConfigError, match="require_revocation"):
         _ = Config(policy=PolicyConfig(require_revocation="maybe")).require_revocation
+
+
+def test_the_effective_configuration_round_trips(tmp_path: Path) -> None:
+    """Workers start from the TOML the supervisor writes: every setting must survive it."""
+    from veritee.broker.config import AclEntry, AdminConfig, LimitsConfig, dump_config
+
+    config = Config(data_dir=str(tmp_path), limits=LimitsConfig(
+        sessions_per_minute=0, trusted_proxies=("10.0.0.0/8", "::1")),
+        admin=AdminConfig(acl=(AclEntry("ops", r"^/kbs/v0/audit$"),)))
+    path = tmp_path / "effective.toml"
+    path.write_text(dump_config(config))
+    assert load_config(path, env={}) == config

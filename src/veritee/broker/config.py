@@ -327,3 +327,34 @@ def read_endpoint(data_dir: Path) -> str | None:
         return None
     url = document.get("url") if isinstance(document, dict) else None
     return url if isinstance(url, str) else None
+
+
+def dump_config(config: Config) -> str:
+    """``config`` as TOML that :func:`load_config` reads back to the same value (every key
+    written, defaults included)."""
+    lines = [f"data_dir = {_toml(config.data_dir)}"]
+    for name in _SECTIONS:
+        section = getattr(config, name)
+        lines.append(f"\n[{name}]")
+        for item in fields(section):
+            value = getattr(section, item.name)
+            if item.name == "acl":
+                continue
+            lines.append(f"{item.name} = {_toml(value)}")
+        if name == "admin":
+            for entry in config.admin.acl:
+                lines.append(f"\n[[admin.acl]]\nrole = {_toml(entry.role)}\n"
+                             f"allowed = {_toml(entry.allowed)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string is a JSON string
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} as TOML")

@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from veritee.broker.config import Config, ConfigError, write_endpoint
+from veritee.broker.config import Config, ConfigError, dump_config, write_endpoint
 from veritee.broker.keys import load_keys
 from veritee.server.protocol import LimitedHttpToolsProtocol
 from veritee.store import Store
@@ -69,8 +69,8 @@ def prepare(config: Config) -> StartupNotice:
 
 
 def run(config: Config, config_path: Path | None, *, notice: Callable[[str], None] = print) -> None:
-    """Serve until interrupted. Workers re-read the configuration from the same file and
-    environment (``VERITEE_CONFIG`` and ``VERITEE_*`` overrides).
+    """Serve until interrupted. Workers read the effective configuration that this process
+    writes to the data directory (and the same ``VERITEE_*`` overrides).
 
     Raises:
         ConfigError: the address cannot be listened on (in use, not local, no permission) —
@@ -86,9 +86,7 @@ def run(config: Config, config_path: Path | None, *, notice: Callable[[str], Non
     for line in started.lines():
         notice(line)
     write_endpoint(config, started.url)
-    if config_path is not None:
-        os.environ["VERITEE_CONFIG"] = str(config_path)
-    _export(config)
+    os.environ["VERITEE_CONFIG"] = str(write_effective(config))
     server = uvicorn.Config("veritee.server.app:create_app", factory=True,
                             workers=config.server.workers, log_level=config.server.log_level,
                             access_log=False, **uvicorn_options(config))
@@ -119,15 +117,20 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _export(config: Config) -> None:
-    """Pass settings given on the command line (not in a file) to worker processes."""
-    os.environ["VERITEE_DATA_DIR"] = str(config.data_path)
-    os.environ["VERITEE_SERVER_HOST"] = config.server.host
-    os.environ["VERITEE_SERVER_PORT"] = str(config.server.port)
-    os.environ["VERITEE_SERVER_WORKERS"] = str(config.server.workers)
-    os.environ["VERITEE_STORE_URL"] = config.store_url
-    os.environ["VERITEE_VERIFICATION_TRUST_EMULATED"] = str(config.verification.trust_emulated)
-    os.environ["VERITEE_VERIFICATION_OFFLINE"] = str(config.verification.offline)
+#: The file in the data directory holding the configuration the workers start with.
+EFFECTIVE_CONFIG = "effective-config.toml"
+
+
+def write_effective(config: Config) -> Path:
+    """Write the whole effective configuration (file, environment and command line merged)
+    for the worker processes, which read it as their ``VERITEE_CONFIG`` (readable by this
+    user only: it names key files)."""
+    path = config.data_path / EFFECTIVE_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(dump_config(config))
+    return path
 
 
 def _redact(url: str) -> str:

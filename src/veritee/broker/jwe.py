@@ -4,6 +4,10 @@ RFC 7516 with the algorithms of RFC 7518: ``ECDH-ES+A256KW`` (P-256, P-384, P-52
 KDF §4.6.2, AES key wrap RFC 3394) and ``RSA-OAEP-256``; content encryption ``A256GCM``.
 The ephemeral key (``epk``) goes in the *protected* header, as Trustee's KBS does
 (``kbs/src/jwe/mod.rs``), so guest-components' client reads it where it expects it.
+
+The protected header is written in the one form that survives the guest's re-serialisation
+(:func:`protected_header`): guest-components does not authenticate the ``protected`` text it
+received but re-serialises the parsed header (kbs-types ``ProtectedHeader::generate_aad``).
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ def _ecdh_es(plaintext: bytes, jwk: Mapping[str, Any]) -> dict[str, str]:
     curve, size = _CURVES[crv]
     ephemeral = ec.generate_private_key(curve)
     numbers = ephemeral.public_key().public_numbers()
-    epk = {"kty": "EC", "crv": crv, "x": b64url(numbers.x.to_bytes(size, "big")),
+    epk = {"crv": crv, "kty": "EC", "x": b64url(numbers.x.to_bytes(size, "big")),
            "y": b64url(numbers.y.to_bytes(size, "big"))}
     header = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "epk": epk}
     shared = ephemeral.exchange(ec.ECDH(), peer)
@@ -110,9 +114,32 @@ def _rsa_oaep(plaintext: bytes, jwk: Mapping[str, Any]) -> dict[str, str]:
     return _seal({"alg": "RSA-OAEP-256", "enc": "A256GCM"}, wrapped, cek, plaintext)
 
 
+def protected_header(header: Mapping[str, Any]) -> str:
+    """The base64url ``protected`` member for ``header``, in the form kbs-types re-creates.
+
+    kbs-types (virtee/kbs-types ``src/lib.rs``) parses the header into ``ProtectedHeader
+    {alg, enc, #[serde(flatten)] other_fields: Map<String, Value>}`` and takes as AAD
+    ``BASE64_URL_SAFE_NO_PAD(serde_json::to_string(header))``: compact JSON, ``alg`` then
+    ``enc`` (struct order), then the other members in the order of serde_json's ``Map`` --
+    sorted by key by default, as received with the ``preserve_order`` feature -- and nested
+    objects likewise. Written with ``alg``, ``enc`` first and every other key sorted at every
+    level, the header is a fixed point of both builds, so the guest's AAD is this text.
+    """
+    if not {"alg", "enc"} <= set(header):
+        raise MisuseError("a JWE protected header needs alg and enc")
+    order = ["alg", "enc", *sorted(k for k in header if k not in ("alg", "enc"))]
+    members = (f"{_compact(name)}:{_compact(header[name])}" for name in order)
+    return b64url(("{" + ",".join(members) + "}").encode("utf-8"))
+
+
+def _compact(value: Any) -> str:
+    # serde_json writes non-ASCII as UTF-8 and escapes only '"', '\\' and control characters
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
 def _seal(header: dict[str, Any], encrypted_key: bytes, cek: bytes,
           plaintext: bytes) -> dict[str, str]:
-    protected = b64url(json.dumps(header, separators=(",", ":")).encode())
+    protected = protected_header(header)
     iv = os.urandom(12)
     sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))
     return {

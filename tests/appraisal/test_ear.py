@@ -7,14 +7,20 @@ import hashlib
 import hmac
 import json
 import stat
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from veritee.appraisal import (
     CLAIM_NAMES,
@@ -34,6 +40,7 @@ from veritee.appraisal import (
     tee_pubkey_from_ear,
     verify_ear,
 )
+from veritee.appraisal.ear import annotated_evidence
 from veritee.errors import EvidenceError, ExpiredError, MisuseError, SignatureError
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -247,7 +254,7 @@ REFUSALS: list[tuple[str, Any, type[EarError]]] = [
     ("no alg", lambda: compact({"kid": ISSUER.kid}, claims_at(NOW)), EarAlgorithmError),
     ("unknown kid", lambda: EarIssuer(key()).issue({"cpu0": APPRAISAL}, now=NOW),
      EarKeyError),
-    ("embedded jwk is ignored", lambda: signed(claims_at(NOW), kid="x",
+    ("embedded jwk with an unknown kid", lambda: signed(claims_at(NOW), kid="x",
                                                jwk=OTHER.public_jwk()), EarKeyError),
     ("crit header", lambda: signed(claims_at(NOW), crit=["exp"]), EarMalformedError),
     ("expired", lambda: TOKEN, EarExpiredError),
@@ -365,3 +372,269 @@ def test_signing_key_refused(tmp_path: Path, name: str, content: bytes) -> None:
     path.write_bytes(content)
     with pytest.raises(MisuseError):
         load_or_create_signing_key(path)
+
+
+# -- the signer certificate chain (x5c) ------------------------------------------------------
+
+
+def certificate(subject: ec.EllipticCurvePrivateKey, issuer: ec.EllipticCurvePrivateKey, *,
+                name: str, issuer_name: str | None = None, ca: bool = False) -> bytes:
+    """A DER certificate for ``subject``'s public key, signed by ``issuer``."""
+    def dn(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)])
+    built = (x509.CertificateBuilder().subject_name(dn(name))
+             .issuer_name(dn(issuer_name or name)).public_key(subject.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=9))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+             .sign(issuer, hashes.SHA256()))
+    return built.public_bytes(serialization.Encoding.DER)
+
+
+CA_KEY = key()
+CA = certificate(CA_KEY, CA_KEY, name="EAR CA", ca=True)
+LEAF = certificate(ISSUER_KEY, CA_KEY, name="EAR signer", issuer_name="EAR CA")
+CHAINED = EarIssuer(ISSUER_KEY, x5c=[LEAF, CA])
+CHAINED_TOKEN = CHAINED.issue({"cpu0": APPRAISAL}, now=NOW)
+ATTACKER = key()
+ATTACKER_LEAF = certificate(ATTACKER, CA_KEY, name="EAR signer", issuer_name="EAR CA")
+
+
+def header_of(token: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.partition(".")[0] + "=="))
+    return value
+
+
+def jwk_of(private: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+    return {k: v for k, v in EarIssuer(private).public_jwk().items() if k in ("kty", "crv",
+                                                                              "x", "y")}
+
+
+def test_header_carries_the_key_and_chain() -> None:
+    header = header_of(CHAINED_TOKEN)
+    (entry,) = JWKS["keys"]
+    assert list(header) == ["alg", "typ", "kid", "jwk"]
+    assert (header["alg"], header["typ"], header["kid"]) == ("ES256", "JWT", entry["kid"])
+    assert header["jwk"] == {"kty": "EC", "crv": "P-256", "x": entry["x"], "y": entry["y"],
+                             "alg": "ES256", "kid": entry["kid"], "x5c": [b64(LEAF), b64(CA)]}
+    assert CHAINED.kid == ISSUER.kid and CHAINED.x5c == (LEAF, CA)
+
+
+def test_jwks_carries_the_chain_in_standard_base64() -> None:
+    (entry,) = CHAINED.jwks()["keys"]
+    assert [base64.b64decode(c, validate=True) for c in entry["x5c"]] == [LEAF, CA]
+    assert {k: v for k, v in entry.items() if k != "x5c"} == JWKS["keys"][0]
+
+
+def test_header_without_jwk_when_asked_or_without_chain() -> None:
+    kid_only = EarIssuer(ISSUER_KEY, x5c=[LEAF, CA], header_jwk=False)
+    token = kid_only.issue({"cpu0": APPRAISAL}, now=NOW)
+    assert header_of(token) == {"alg": "ES256", "typ": "JWT", "kid": ISSUER.kid}
+    assert "x5c" in kid_only.public_jwk()
+    assert header_of(EarIssuer(ISSUER_KEY, header_jwk=True).issue(
+        {"cpu0": APPRAISAL}, now=NOW)) == {"alg": "ES256", "typ": "JWT", "kid": ISSUER.kid}
+
+
+def test_chained_tokens_verify() -> None:
+    assert verify_ear(CHAINED_TOKEN, JWKS, now=NOW)["iss"] == "veritee"
+    assert verify_ear(CHAINED_TOKEN, CHAINED.jwks(), now=NOW)["iss"] == "veritee"
+    verifier = EarVerifier(CHAINED.jwks())
+    for _ in range(2):      # the second time from the verifier's memory of the header
+        assert verifier.verify(CHAINED_TOKEN, now=NOW)["iss"] == "veritee"
+    with pytest.raises(EarKeyError):
+        verifier.verify(named(jwk=jwk_of(ATTACKER)), now=NOW)
+
+
+@pytest.mark.parametrize(("name", "chain"), [
+    ("leaf of another key", [ATTACKER_LEAF, CA]),
+    ("CA first", [CA, LEAF]),
+    ("not DER", [b"not a certificate"]),
+    ("one bytes object", LEAF),
+    ("text", [b64(LEAF)]),
+])
+def test_chain_misuse(name: str, chain: Any) -> None:
+    with pytest.raises(MisuseError):
+        EarIssuer(ISSUER_KEY, x5c=chain)
+
+
+def named(signer: ec.EllipticCurvePrivateKey = ISSUER_KEY, **header: Any) -> str:
+    """A token whose header names keys as given, signed by ``signer``."""
+    full = {"alg": "ES256", "typ": "JWT", "kid": ISSUER.kid, **header}
+    return compact({k: v for k, v in full.items() if v is not None}, claims_at(NOW),
+                   es256(signer))
+
+
+OUR_JWK = header_of(CHAINED_TOKEN)["jwk"]
+
+
+def with_jwk(**change: Any) -> dict[str, Any]:
+    return {k: v for k, v in {**OUR_JWK, **change}.items() if v is not None}
+
+
+def resigned(token: str, signer: ec.EllipticCurvePrivateKey) -> str:
+    head, payload, _ = token.split(".")
+    return f"{head}.{payload}.{b64(es256(signer)(f'{head}.{payload}'.encode()))}"
+
+
+FORGERIES: list[tuple[str, Any, type[EarError]]] = [
+    ("our header, another key's signature", lambda: resigned(CHAINED_TOKEN, ATTACKER),
+     EarSignatureError),
+    ("jwk of another key, signed by it",
+     lambda: named(ATTACKER, jwk=jwk_of(ATTACKER) | {"alg": "ES256"}), EarKeyError),
+    ("jwk of another key, signed by ours", lambda: named(jwk=jwk_of(ATTACKER)), EarKeyError),
+    ("jwk of another key, no kid", lambda: named(ATTACKER, kid=None, jwk=jwk_of(ATTACKER)),
+     EarKeyError),
+    ("jwk with its x5c leaf for another key",
+     lambda: named(ATTACKER, jwk=jwk_of(ATTACKER) | {"x5c": [b64(ATTACKER_LEAF)]}),
+     EarKeyError),
+    ("our jwk with x5c leaf of another key", lambda: named(jwk=with_jwk(x5c=[
+        b64(ATTACKER_LEAF), b64(CA)])), EarKeyError),
+    ("x5c header leaf of another key",
+     lambda: named(x5c=[base64.b64encode(ATTACKER_LEAF).decode()]), EarKeyError),
+    ("our jwk, x5c not a certificate", lambda: named(jwk=with_jwk(x5c=["AAAA"])),
+     EarMalformedError),
+    ("our jwk, x5c not base64", lambda: named(jwk=with_jwk(x5c=["!!"])), EarMalformedError),
+    ("our jwk, x5c empty", lambda: named(jwk=with_jwk(x5c=[])), EarMalformedError),
+    ("our jwk, x5c a string", lambda: named(jwk=with_jwk(x5c=b64(LEAF))), EarMalformedError),
+    ("our jwk with another kid", lambda: named(jwk=with_jwk(kid="other")), EarKeyError),
+    ("our jwk with its private half", lambda: named(jwk=with_jwk(d="AAAA")), EarKeyError),
+    ("our jwk on another curve", lambda: named(jwk=with_jwk(crv="P-384")), EarKeyError),
+    ("jwk not an object", lambda: named(jwk="our key"), EarKeyError),
+    ("jwk alg ES384", lambda: named(jwk=with_jwk(alg="ES384")), EarAlgorithmError),
+    ("jwk alg HS256", lambda: named(jwk=with_jwk(alg="HS256")), EarAlgorithmError),
+    ("header alg ES384", lambda: compact({**header_of(CHAINED_TOKEN), "alg": "ES384"},
+                                         claims_at(NOW), es256(ISSUER_KEY)), EarAlgorithmError),
+    ("header alg none", lambda: compact({**header_of(CHAINED_TOKEN), "alg": "none"},
+                                        claims_at(NOW)), EarAlgorithmError),
+    ("header alg HS256 keyed with the public key", lambda: compact(
+        {**header_of(CHAINED_TOKEN), "alg": "HS256"}, claims_at(NOW),
+        lambda data: hmac.new(PUBLIC_PEM, data, hashlib.sha256).digest()), EarAlgorithmError),
+    ("signed by the CA key", lambda: resigned(CHAINED_TOKEN, CA_KEY), EarSignatureError),
+    ("signed by the CA key, naming it",
+     lambda: named(CA_KEY, jwk=jwk_of(CA_KEY) | {"alg": "ES256", "x5c": [b64(CA)]}),
+     EarKeyError),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "error"), FORGERIES, ids=[f[0] for f in FORGERIES])
+def test_forgeries(name: str, make: Any, error: type[EarError]) -> None:
+    with pytest.raises(error):
+        verify_ear(make(), CHAINED.jwks(), now=NOW)
+
+
+# -- what a Trustee KBS checks (kbs/src/token/jwk.rs), re-implemented ------------------------
+
+
+def trustee_verify(token: str, *, trusted_certs: Sequence[bytes] = (),
+                   jwks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A header ``jwk`` must carry an ``x5c`` (base64url, no padding) whose leaf is that key
+    and which chains to a trusted certificate, and the leaf is no CA (rustls-webpki);
+    otherwise the ``kid`` is looked up in the trusted JWKS. Then the signature, with the
+    algorithm the key names."""
+    head, payload, signature = token.split(".")
+    header = header_of(token)
+    if "jwk" in header:
+        assert trusted_certs, "Cannot verify token since trusted cert is empty"
+        jwk = header["jwk"]
+        ders = [base64.urlsafe_b64decode(c + "=" * (-len(c) % 4)) for c in jwk["x5c"]]
+        assert not any(set("+/=") & set(c) for c in jwk["x5c"]), "Illegal x5c cert"
+        chain = [x509.load_der_x509_certificate(der) for der in ders]
+        key_ = _public(jwk)
+        assert chain[0].public_key() == key_, "jwk does not match x5c"
+        assert not chain[0].extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        _chains_to(chain[0], chain[1:], [x509.load_der_x509_certificate(c)
+                                         for c in trusted_certs])
+    else:
+        assert jwks and jwks["keys"], "Cannot verify token since trusted JWK Set is empty"
+        (jwk,) = [k for k in jwks["keys"] if k.get("kid") == header["kid"]]
+        key_ = _public(jwk)
+    assert jwk["alg"] == header["alg"] == "ES256"
+    raw = base64.urlsafe_b64decode(signature + "==")
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    key_.verify(encode_dss_signature(r, s), f"{head}.{payload}".encode(),
+                ec.ECDSA(hashes.SHA256()))
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    assert claims["exp"] > NOW.timestamp()
+    return claims
+
+
+def _public(jwk: dict[str, Any]) -> ec.EllipticCurvePublicKey:
+    assert (jwk["kty"], jwk["crv"]) == ("EC", "P-256")
+    x, y = (base64.urlsafe_b64decode(jwk[n] + "==") for n in ("x", "y"))
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
+
+
+def _chains_to(leaf: x509.Certificate, pool: list[x509.Certificate],
+               anchors: list[x509.Certificate]) -> None:
+    current = leaf
+    for _ in range(len(pool) + 1):
+        for anchor in anchors:
+            if current.issuer == anchor.subject:
+                current.verify_directly_issued_by(anchor)
+                return
+        (current,) = [c for c in pool if c.subject == current.issuer and c != current]
+    raise AssertionError("JWK cannot be validated by trust anchor")
+
+
+def test_trustee_accepts_chained_tokens_with_the_ca() -> None:
+    assert trustee_verify(CHAINED_TOKEN, trusted_certs=[CA])["iss"] == "veritee"
+    leaf_only = EarIssuer(ISSUER_KEY, x5c=[LEAF]).issue({"cpu0": APPRAISAL}, now=NOW)
+    assert trustee_verify(leaf_only, trusted_certs=[CA])["iss"] == "veritee"
+
+
+def test_trustee_reads_the_jwks_only_for_tokens_without_jwk() -> None:
+    with pytest.raises(AssertionError, match="trusted cert is empty"):
+        trustee_verify(CHAINED_TOKEN, jwks=CHAINED.jwks())
+    kid_only = EarIssuer(ISSUER_KEY, x5c=[LEAF, CA], header_jwk=False)
+    token = kid_only.issue({"cpu0": APPRAISAL}, now=NOW)
+    assert trustee_verify(token, jwks=kid_only.jwks())["iss"] == "veritee"
+    assert trustee_verify(TOKEN, jwks=JWKS)["iss"] == "veritee"
+
+
+OTHER_CA_KEY = key()
+OTHER_CA = certificate(OTHER_CA_KEY, OTHER_CA_KEY, name="EAR CA", ca=True)
+TRUSTEE_FORGERIES: list[tuple[str, Any]] = [
+    ("x5c leaf of another key", lambda: named(ATTACKER, jwk=jwk_of(ATTACKER) | {
+        "alg": "ES256", "x5c": [b64(LEAF), b64(CA)]})),
+    ("a chain of the attacker's own CA", lambda: named(ATTACKER, jwk=jwk_of(ATTACKER) | {
+        "alg": "ES256", "x5c": [b64(certificate(ATTACKER, OTHER_CA_KEY, name="EAR signer",
+                                                issuer_name="EAR CA")), b64(OTHER_CA)]})),
+    ("our header, another key's signature", lambda: resigned(CHAINED_TOKEN, ATTACKER)),
+    ("signed by the CA key", lambda: resigned(CHAINED_TOKEN, CA_KEY)),
+    ("signed by the CA key, naming it", lambda: named(CA_KEY, jwk=jwk_of(CA_KEY) | {
+        "alg": "ES256", "x5c": [b64(CA)]})),
+    ("jwk alg changed", lambda: named(jwk=with_jwk(alg="ES384"))),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), TRUSTEE_FORGERIES,
+                         ids=[f[0] for f in TRUSTEE_FORGERIES])
+def test_trustee_refuses_forgeries(name: str, make: Any) -> None:
+    with pytest.raises((AssertionError, InvalidSignature)):
+        trustee_verify(make(), trusted_certs=[CA])
+
+
+# -- the annotated evidence ------------------------------------------------------------------
+
+
+def test_annotated_evidence_keeps_binding_fields_beside_the_tee_claims() -> None:
+    snp = {"measurement": "ab" * 48, "report_data": "00" * 64, "host_data": "11" * 32,
+           "init_data": "11" * 32}
+    document: dict[str, Any] = {"snp": {"measurement": "ab" * 48, "report_data": "00" * 64,
+                        "host_data": "11" * 32, "init_data": "11" * 32},
+                "report_data": "00" * 64, "runtime_data_claims": {"tee-pubkey": TEE_KEY},
+                "init_data": "11" * 32, "init_data_claims": {"a": 1},
+                "veritee": {"require_revocation": False}}
+    appraisal = Appraisal(tee="snp", policy_id="default_cpu", policy_version=None,
+                          trust_vector=VECTOR, status="affirming", checks=(),
+                          annotated=document)
+    claims = verify_ear(ISSUER.issue({"cpu0": appraisal}, now=NOW), JWKS, now=NOW)
+    evidence = claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]
+    assert evidence == {"snp": {"measurement": "ab" * 48, "host_data": "11" * 32},
+                        "report_data": "00" * 64, "runtime_data_claims": {"tee-pubkey": TEE_KEY},
+                        "init_data": "11" * 32, "init_data_claims": {"a": 1}}
+    assert tee_pubkey_from_ear(claims) == TEE_KEY
+    # moved, not lost, when the document has them only inside
+    assert annotated_evidence("snp", {"snp": {"report_data": "ff"}}) == {
+        "snp": {}, "report_data": "ff"}
+    assert document["snp"] == snp       # the input is not changed

@@ -5,21 +5,30 @@ Claim names are those Trustee and Veraison emit today, kept in :data:`CLAIM_NAME
 renamed claims of the IETF draft (draft-ietf-rats-ear) can follow by changing one table.
 
 :func:`verify_ear` accepts only ES256 with a key from the JWKS it is given, so ``alg: none``,
-HS256 keyed with the public key, and keys named inside the token (``jwk``, ``jku``, ``x5u``)
-are all refused.
+HS256 keyed with the public key, and keys named inside the token are all refused: ``jku`` and
+``x5u`` are never fetched, and a ``jwk`` or ``x5c`` header that names another key than the
+JWKS key of the token's ``kid`` is refused.
+
+The JOSE header is Trustee's (service-anchors.md §1.6; docs/TOKENS.md): with a signer
+certificate chain, the header carries the public key as ``jwk`` with the chain as its ``x5c``,
+which a Trustee KBS configured with ``trusted_certs_paths`` checks, and always the ``kid`` of
+the JWKS entry, which a KBS configured with ``trusted_jwk_sets`` looks up.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -67,6 +76,12 @@ CLAIM_NAMES: Final[Mapping[str, str]] = MappingProxyType({
 #: The submodule whose annotated evidence holds the TEE key (service-anchors.md §1.13 #7).
 PRIMARY_SUBMOD: Final = "cpu0"
 
+#: Claims Trustee keeps beside the TEE's claims in the annotated evidence, not inside them
+#: (trustee ``attestation-service/src/ear_token/broker.rs``, ``transform_claims``).
+BESIDE_TEE_CLAIMS: Final = ("report_data", "init_data")
+#: Members of the policy input that are the broker's settings, not evidence: not in the token.
+_POLICY_ONLY: Final = ("veritee",)
+
 
 class EarIssuer:
     """Signs EAR tokens with a P-256 key and publishes its public half as a JWKS."""
@@ -74,10 +89,22 @@ class EarIssuer:
     def __init__(self, key: ec.EllipticCurvePrivateKey, *, issuer: str = "veritee",
                  ttl_seconds: int = 300, kid: str | None = None,
                  verifier_build: str = "veritee 0.1.0", developer: str = "veritee",
-                 annotate_failures: bool = True) -> None:
+                 annotate_failures: bool = True, x5c: Sequence[bytes] | None = None,
+                 header_jwk: bool = True) -> None:
         """``annotate_failures``: put each appraisal's failed checks (their explanation
         lines, values abbreviated) in the annotated evidence, so that a resource denial can
-        say why the attestation was not affirming. The token is readable by its holder."""
+        say why the attestation was not affirming. The token is readable by its holder.
+
+        ``x5c``: the signer's certificate chain (DER, leaf first; the leaf certifies ``key``).
+        With a chain and ``header_jwk``, each token's header carries the public key as
+        ``jwk`` with the chain, for a Trustee KBS that trusts the chain's CA
+        (``trusted_certs_paths``); without, only the ``kid``, for a KBS that trusts the JWKS
+        (``trusted_jwk_sets``: Trustee reads the JWKS only for tokens without ``jwk``).
+
+        Raises:
+            MisuseError: ``key`` is not a P-256 private key, ``ttl_seconds`` is not positive,
+                an ``x5c`` entry is not a DER certificate, or the leaf certifies another key.
+        """
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
                 key.curve, ec.SECP256R1):
             raise MisuseError("an EAR signing key must be a P-256 private key (ES256)")
@@ -86,7 +113,15 @@ class EarIssuer:
         self._key = ECKey.import_key(key)
         self._private = key
         self.kid = kid or self._key.thumbprint()
-        self._header = b64url(_json({"alg": ALGORITHM, "typ": "JWT", "kid": self.kid}))
+        self.x5c: tuple[bytes, ...] = _signer_chain(x5c, key)
+        """The signer certificate chain (DER, leaf first); empty when none is configured."""
+        header: dict[str, Any] = {"alg": ALGORITHM, "typ": "JWT", "kid": self.kid}
+        if self.x5c and header_jwk:
+            # Trustee reads x5c inside the jwk, each entry base64url without padding
+            # (kbs/src/token/jwk.rs, verify_jwk_endorsement; the AS writes it so too).
+            header["jwk"] = {**self._key.as_dict(private=False), "alg": ALGORITHM,
+                             "kid": self.kid, "x5c": [b64url(der) for der in self.x5c]}
+        self._header = b64url(_json(header))
         self.issuer = issuer
         self.ttl_seconds = ttl_seconds
         self.verifier_id = {"developer": developer, "build": verifier_build}
@@ -122,12 +157,45 @@ class EarIssuer:
         return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
     def public_jwk(self) -> dict[str, Any]:
+        """The public JWK; with a signer chain, its ``x5c`` in standard base64 (RFC 7517
+        §4.7), as JWKS consumers read it."""
         public = self._key.as_dict(private=False)
-        return {**public, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
+        jwk = {**public, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
+        if self.x5c:
+            jwk["x5c"] = [base64.b64encode(der).decode("ascii") for der in self.x5c]
+        return jwk
 
     def jwks(self) -> dict[str, Any]:
         """``{"keys": [the public JWK]}``, for ``/.well-known/jwks.json``."""
         return {"keys": [self.public_jwk()]}
+
+
+def _signer_chain(chain: Sequence[bytes] | None,
+                  key: ec.EllipticCurvePrivateKey) -> tuple[bytes, ...]:
+    if chain is None:
+        return ()
+    given: object = chain     # a bytes object is a sequence too, of integers
+    if isinstance(given, bytes | str) or not all(isinstance(der, bytes) for der in chain):
+        raise MisuseError("x5c is a sequence of DER certificates (bytes), leaf first")
+    for index, der in enumerate(chain):
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise MisuseError(f"x5c[{index}] is not a DER X.509 certificate: {exc}") from exc
+        if index == 0 and not _same_key(certificate.public_key(), key.public_key()):
+            raise MisuseError(
+                f"the EAR signer certificate x5c[0] ({certificate.subject.rfc4514_string()}) "
+                "certifies another key than the EAR signing key")
+    return tuple(chain)
+
+
+def _same_key(one: Any, other: Any) -> bool:
+    """Whether two ``cryptography`` public keys are the same key (their SPKI encodings)."""
+    def spki(key: Any) -> bytes:
+        encoded: bytes = key.public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+        return encoded
+    return spki(one) == spki(other)
 
 
 def _submod(appraisal: Appraisal, extra: Mapping[str, Any] | None, *,
@@ -135,7 +203,7 @@ def _submod(appraisal: Appraisal, extra: Mapping[str, Any] | None, *,
     if not isinstance(appraisal, Appraisal):
         raise MisuseError(f"a submodule is an Appraisal, not {type(appraisal).__name__}")
     names = CLAIM_NAMES
-    evidence = {**appraisal.annotated, **(extra or {})}
+    evidence = {**annotated_evidence(appraisal.tee, appraisal.annotated), **(extra or {})}
     failed = appraisal.failed()
     if failures and failed:
         evidence[names["failed_checks"]] = [check.line() for check in failed]
@@ -148,6 +216,22 @@ def _submod(appraisal: Appraisal, extra: Mapping[str, Any] | None, *,
     if appraisal.policy_version is not None:
         out[names["policy_version"]] = appraisal.policy_version
     return out
+
+
+def annotated_evidence(tee: str, document: Mapping[str, Any]) -> dict[str, Any]:
+    """The annotated evidence of a submodule, laid out as Trustee's AS lays it out:
+    ``{"<tee>": the TEE's claims, "report_data", "runtime_data_claims", "init_data",
+    "init_data_claims"}``, with ``report_data`` and ``init_data`` beside the TEE's claims and
+    not repeated inside them. ``document`` is the policy input; its broker settings
+    (``veritee``) stay out of the token."""
+    evidence = {name: value for name, value in document.items() if name not in _POLICY_ONLY}
+    claims = evidence.get(tee)
+    if isinstance(claims, Mapping):
+        for name in BESIDE_TEE_CLAIMS:
+            if name in claims:
+                evidence.setdefault(name, claims[name])
+        evidence[tee] = {k: v for k, v in claims.items() if k not in BESIDE_TEE_CLAIMS}
+    return evidence
 
 
 def _timestamp(now: datetime) -> int:
@@ -180,8 +264,11 @@ class EarVerifier:
 
     The signature is checked as RFC 7515 §5.2 and RFC 7518 §3.4 say for ES256: the signing
     input is the first two segments of the compact token as they are, the signature the
-    64-byte concatenation of R and S.
+    64-byte concatenation of R and S. The key is always the JWKS key of the token's ``kid``;
+    a ``jwk`` header (or its ``x5c``, or an ``x5c`` header) must name that same key.
     """
+
+    _MAX_HEADERS: Final = 64
 
     def __init__(self, jwks: Mapping[str, Any]) -> None:
         keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
@@ -189,6 +276,8 @@ class EarVerifier:
             raise MisuseError('a JWKS is {"keys": [...]}')
         self._jwks = jwks
         self._keys: dict[Any, ec.EllipticCurvePublicKey] = {}
+        self._headers: set[bytes] = set()
+        """Header segments of tokens that verified (their named keys are checked once)."""
 
     @property
     def kids(self) -> list[Any]:
@@ -205,11 +294,17 @@ class EarVerifier:
             raise EarMalformedError(f"token has critical header parameters {header['crit']!r}")
         kid = header.get("kid")
         key = self._key(kid)
+        segment = signing_input.partition(b".")[0]
+        known = segment in self._headers
+        if not known:
+            _check_named_keys(header, key, kid)
         if not jose.es256_verifies(key, signature, signing_input):
             raise EarSignatureError(f"token signature does not verify under key {kid!r}")
         claims = _json_object(payload, "payload")
         _check_times(claims, now, leeway)
         _check_submods(claims)
+        if not known and len(self._headers) < self._MAX_HEADERS:
+            self._headers.add(segment)
         return claims
 
     def _key(self, kid: Any) -> ec.EllipticCurvePublicKey:
@@ -221,6 +316,63 @@ class EarVerifier:
         if isinstance(kid, str | None):
             self._keys[kid] = key
         return key
+
+
+def _check_named_keys(header: Mapping[str, Any], key: ec.EllipticCurvePublicKey,
+                      kid: Any) -> None:
+    """A token cannot bring its own key: a ``jwk`` header must be the JWKS key for ``kid``,
+    and the leaf of an ``x5c`` (in the ``jwk``, as Trustee writes it, or in the header) must
+    certify it. ``jku`` and ``x5u`` are never fetched."""
+    jwk = header.get("jwk")
+    if jwk is not None:
+        if not isinstance(jwk, Mapping) or "d" in jwk or not _jwk_is(jwk, key):
+            raise EarKeyError(f"the token's jwk header is not the JWKS key {kid!r}; a token "
+                              "cannot bring its own key")
+        if jwk.get("alg", ALGORITHM) != ALGORITHM:
+            raise EarAlgorithmError(f"the token's jwk header is for alg {jwk.get('alg')!r}; "
+                                    f"only {ALGORITHM} is accepted")
+        if jwk.get("kid", kid) != kid:
+            raise EarKeyError(f"the token's jwk header has kid {jwk.get('kid')!r}, the token "
+                              f"kid {kid!r}")
+        _check_x5c(jwk.get("x5c"), key, kid, "jwk.x5c")
+    _check_x5c(header.get("x5c"), key, kid, "x5c")
+
+
+def _jwk_is(jwk: Mapping[str, Any], key: ec.EllipticCurvePublicKey) -> bool:
+    if (jwk.get("kty"), jwk.get("crv")) != ("EC", "P-256"):
+        return False
+    x, y = (b64url_decode(v) if isinstance(v := jwk.get(name), str) else None
+            for name in ("x", "y"))
+    numbers = key.public_numbers()
+    return (x, y) == (numbers.x.to_bytes(32, "big"), numbers.y.to_bytes(32, "big"))
+
+
+def _check_x5c(chain: Any, key: ec.EllipticCurvePublicKey, kid: Any, where: str) -> None:
+    if chain is None:
+        return
+    if not isinstance(chain, list) or not chain or not isinstance(chain[0], str):
+        raise EarMalformedError(f"the token's {where} is not a non-empty list of certificates")
+    try:
+        leaf = x509.load_der_x509_certificate(_certificate_bytes(chain[0]))
+    except ValueError as exc:
+        raise EarMalformedError(f"the token's {where}[0] is not a certificate: {exc}") from exc
+    if not _same_key(leaf.public_key(), key):
+        raise EarKeyError(f"the token's {where}[0] ({leaf.subject.rfc4514_string()}) "
+                          f"certifies another key than the JWKS key {kid!r}")
+
+
+def _certificate_bytes(text: str) -> bytes:
+    """An ``x5c`` entry: standard base64 (RFC 7517 §4.7) or base64url (what Trustee writes);
+    the two agree on every character they share."""
+    if any(c in text for c in "+/="):
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("not base64") from exc
+    decoded = b64url_decode(text)
+    if decoded is None:
+        raise ValueError("not base64url")
+    return decoded
 
 
 _ES256: Final = ec.ECDSA(hashes.SHA256())
@@ -368,6 +520,7 @@ __all__ = [
     "EarError",
     "EarIssuer",
     "EarVerifier",
+    "annotated_evidence",
     "load_or_create_signing_key",
     "tee_pubkey_from_ear",
     "verify_ear",

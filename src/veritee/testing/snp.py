@@ -49,7 +49,8 @@ VERSIONS = (2, 3, 4, 5)
 _TITLE = {"milan": "Milan", "genoa": "Genoa", "turin": "Turin"}
 _SERIAL_BASE = {"milan": 0x10000, "genoa": 0x20000, "turin": 0x30000}
 _CPUID = {"milan": (0x19, 0x01, 1), "genoa": (0x19, 0x11, 1), "turin": (0x1A, 0x02, 0)}
-_DEFAULT_TCB = {
+#: The REPORTED_TCB of each emulated product line (and the TCB its VCEK certifies).
+DEFAULT_TCB: dict[str, dict[str, int]] = {
     "milan": {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115},
     "genoa": {"bootloader": 10, "tee": 0, "snp": 23, "microcode": 84},
     "turin": {"bootloader": 1, "tee": 0, "snp": 2, "microcode": 71, "fmc": 0},
@@ -179,7 +180,7 @@ class SnpEmulator:
 
     @property
     def reported_tcb(self) -> TcbVersion:
-        return TcbVersion.compose(**(self.tcb or _DEFAULT_TCB[self.product]))
+        return TcbVersion.compose(**(self.tcb or DEFAULT_TCB[self.product]))
 
     @property
     def chip_id(self) -> bytes:
@@ -217,7 +218,7 @@ class SnpEmulator:
         return {"vek": vek, "ask": intermediate.public_bytes(der), "ark": ark.public_bytes(der)}
 
     def _build_vek(self, issuer_cn: str, issuer_key: Any) -> bytes:
-        tcb = dict(self.tcb or _DEFAULT_TCB[self.product])
+        tcb = dict(self.tcb or DEFAULT_TCB[self.product])
         if self.knob == "tcb_mismatch":
             tcb["snp"] += 1
         not_before, not_after = self.now - pki.days(1), self.now + pki.days(7 * 365)

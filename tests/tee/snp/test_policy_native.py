@@ -38,7 +38,8 @@ SNP_POLICY = default_policy("snp")
 REAL = SnpClaims(parse_report(SnpEmulator(product="genoa").report()), "genoa", "vcek",
                  emulated=True).to_dict()
 MEASUREMENT = REAL["measurement"]
-TCB = REAL["reported_tcb"]
+#: Genoa's components and Turin's fmc: generated TCBs have an fmc component or not.
+TCB = {**REAL["reported_tcb"], "fmc": 0}
 EXAMPLES = settings(max_examples=400, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -77,6 +78,8 @@ def _hex_like(value: str) -> st.SearchStrategy[str]:
 MEASUREMENTS = _hex_like(MEASUREMENT) | PLAIN | SCALARS
 HOST_DATA = _hex_like(REAL["host_data"]) | PLAIN | SCALARS
 FLAGS = st.booleans() | st.sampled_from([None, 0, 1, "false", [False]])
+VMPLS = st.integers(-1, 4) | st.sampled_from([None, True, False, "0", [0]]) | PLAIN
+REVOCATION = st.sampled_from(["checked", "not_checked", "CHECKED", "", None, True]) | PLAIN
 TCB_VALUES = st.integers(-2, 300) | st.sampled_from(list(TCB.values())) | PLAIN | SCALARS
 
 
@@ -84,7 +87,7 @@ TCB_VALUES = st.integers(-2, 300) | st.sampled_from(list(TCB.values())) | PLAIN 
 def snp_claims(draw: st.DrawFn) -> dict[str, Any]:
     claims = json.loads(json.dumps(REAL))
     for name, strategy in (("measurement", MEASUREMENTS), ("host_data", HOST_DATA),
-                           ("emulated", FLAGS)):
+                           ("emulated", FLAGS), ("vmpl", VMPLS), ("revocation", REVOCATION)):
         value = draw(_maybe(strategy))
         if value is MISSING:
             claims.pop(name, None)
@@ -103,16 +106,23 @@ def _reference_list(items: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any
     return st.lists(items | PLAIN | SCALARS, max_size=4)
 
 
+TRUE_LISTS = st.sampled_from([[True], [False], [1], ["true"], [True, True], []]) | (
+    _reference_list(st.booleans()))
 REFERENCES = st.fixed_dictionaries({}, optional={
     "snp_launch_measurement": _reference_list(_hex_like(MEASUREMENT)),
     "snp_host_data": _reference_list(_hex_like(REAL["host_data"])),
     **{f"snp_{c}": _reference_list(st.integers(-1, 300) | st.sampled_from([v, v + 1, v - 1]))
        for c, v in TCB.items()},
-    "allow_emulated": st.sampled_from([[True], [False], [1], ["true"], [True, True], []])
-    | _reference_list(st.booleans()),
+    **dict.fromkeys(("allow_emulated", "snp_allow_debug", "snp_allow_migrate_ma"),
+                    TRUE_LISTS),
+    "snp_vmpl": _reference_list(st.integers(-1, 4)) | st.sampled_from([False, None, True]),
     "other": _reference_list(JSON),
 })
 RUNTIME = st.none() | st.dictionaries(st.text(max_size=5), JSON, max_size=3)
+#: The broker's settings (``input.veritee``).
+SETTINGS = st.none() | st.fixed_dictionaries({}, optional={
+    "require_revocation": st.sampled_from([True, False, None, 1, "true", [True]]) | PLAIN,
+    "other": JSON})
 
 STATUSES = st.sampled_from(["affirming", "warning", "contraindicated", "none"]) | SCALARS
 SUBMOD = st.fixed_dictionaries({}, optional={"ear.status": STATUSES, "x": JSON}) | SCALARS
@@ -124,8 +134,10 @@ TOKENS = st.fixed_dictionaries({}, optional={
 })
 
 
-def _input(claims: dict[str, Any], runtime: dict[str, Any] | None) -> dict[str, Any]:
-    return policy_input("snp", claims, runtime_data=runtime, **shape("snp"))
+def _input(claims: dict[str, Any], runtime: dict[str, Any] | None,
+           settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    return policy_input("snp", claims, runtime_data=runtime, settings=settings,
+                        **shape("snp"))
 
 
 # -- the raw outputs -------------------------------------------------------------------------
@@ -152,16 +164,28 @@ def _compare_outputs(evaluator: Any, compiled: CompiledPolicy, document: dict[st
 
 
 @EXAMPLES
-@given(claims=snp_claims(), references=REFERENCES, runtime=RUNTIME)
+@given(claims=snp_claims(), references=REFERENCES, runtime=RUNTIME, settings=SETTINGS)
 def test_snp_outputs_equal_regopy(claims: dict[str, Any], references: dict[str, Any],
-                                  runtime: dict[str, Any] | None) -> None:
+                                  runtime: dict[str, Any] | None,
+                                  settings: dict[str, Any] | None) -> None:
     data = {"reference": references}
     try:
         compiled = _regopy("attestation", SNP_POLICY, data)
     except PolicyError:
         event("data refused")    # the appraisal test checks both paths refuse alike
         return
-    _compare_outputs(snp_default, compiled, _input(claims, runtime), data)
+    _compare_outputs(snp_default, compiled, _input(claims, runtime, settings), data)
+
+
+@EXAMPLES
+@given(settings=st.sampled_from([{"require_revocation": True}, {"require_revocation": False},
+                                 {}, {"require_revocation": 1}, []]) | SETTINGS | JSON,
+       claims=snp_claims())
+def test_snp_settings_of_any_shape_equal_regopy(settings: Any, claims: dict[str, Any]) -> None:
+    # input.veritee as the broker builds it is an object; a policy must not trip on others.
+    data = {"reference": {"snp_launch_measurement": [MEASUREMENT], "allow_emulated": [True]}}
+    document = {**_input(claims, None), "veritee": settings}
+    _compare_outputs(snp_default, _regopy("attestation", SNP_POLICY, data), document, data)
 
 
 @EXAMPLES
@@ -185,13 +209,15 @@ def _outcome(call: Any) -> tuple[str, str]:
 
 
 @EXAMPLES
-@given(claims=snp_claims(), references=REFERENCES, runtime=RUNTIME)
+@given(claims=snp_claims(), references=REFERENCES, runtime=RUNTIME, settings=SETTINGS)
 def test_snp_appraisal_equals_regopy(claims: dict[str, Any], references: dict[str, Any],
-                                     runtime: dict[str, Any] | None) -> None:
+                                     runtime: dict[str, Any] | None,
+                                     settings: dict[str, Any] | None) -> None:
     def appraise(engine: PolicyEngine) -> Any:
         return engine.appraise(tee="snp", claims=claims, policy_id="default_cpu",
                                policy=SNP_POLICY, reference_values=references,
-                               runtime_data=runtime, policy_version=3, **shape("snp"))
+                               runtime_data=runtime, policy_version=3, settings=settings,
+                               **shape("snp"))
 
     assert _outcome(lambda: appraise(NATIVE)) == _outcome(lambda: appraise(REGOPY))
 
@@ -231,7 +257,7 @@ def test_engine_without_native_never_uses_it() -> None:
 def test_a_real_flow_never_falls_back() -> None:
     fresh = engine()
     references = {"snp_launch_measurement": [MEASUREMENT], "allow_emulated": [True],
-                  "snp_snp": [TCB["snp"]]}
+                  **{f"snp_{c}": [v] for c, v in REAL["reported_tcb"].items()}}
     runtime = {"nonce": "bm9uY2U=", "tee-pubkey": {"kty": "EC", "crv": "P-256", "x": "AQ",
                                                   "y": "Ag", "alg": "ECDH-ES+A256KW"}}
     appraisal = fresh.appraise(tee="snp", claims=REAL, policy_id="default_cpu",

@@ -5,6 +5,9 @@
 #   input.snp                 the verifier's claims (SnpClaims.to_dict()) plus Trustee's flat
 #                             aliases (reported_tcb_bootloader, policy_debug_allowed, ...)
 #   input.report_data, input.runtime_data_claims, input.init_data, input.init_data_claims
+#   input.veritee             the broker's settings: require_revocation (true: a CRL from
+#                             AMD's ARK must have been checked; absent or anything else: not
+#                             required)
 # Data:
 #   data.reference            reference values, {name: [values]}
 #
@@ -15,24 +18,44 @@
 #                             compared with ("reference"). veritee fills in both values and
 #                             writes the explanation from them.
 #
-# Reference values read. Every comparison is type-checked: Rego orders values across types,
-# so "3" >= 3 is true and an unguarded check would let a string through.
+# The policy fails closed: what no reference value vouches for is not trusted. Every
+# comparison is type-checked: Rego orders values across types, so "3" >= 3 is true and an
+# unguarded check would let a string through.
+#
+# Reference values read:
 #   snp_launch_measurement    allowed launch measurements (hex, case ignored). Required.
 #   snp_bootloader, snp_tee,  minimum TCB component versions. A component passes when it is a
-#   snp_snp, snp_microcode    number >= one of the listed values, i.e. >= the smallest of them.
-#                             A component without a reference value is not checked (the VCEK
-#                             already certifies the reported TCB).
+#   snp_snp, snp_microcode,   number >= one of the listed values, i.e. >= the smallest of them.
+#   snp_fmc                   Required: a component without a reference value is not
+#                             recognised (as in Trustee's default policy). snp_fmc is read only
+#                             when the reported TCB has an fmc component (Turin).
+#   snp_vmpl                  the VMPLs allowed (numbers). Without it only VMPL 0 passes: a
+#                             report requested from a less privileged context carries
+#                             REPORT_DATA that context chose (Trustee refuses VMPL != 0).
+#   snp_allow_debug           [true] accepts a guest policy that allows debugging (the host
+#                             can then read guest memory). Without it, DEBUG must be 0.
+#   snp_allow_migrate_ma      [true] accepts a guest policy that allows a migration agent.
+#                             Without it, MIGRATE_MA must be 0.
 #   snp_host_data             allowed HOST_DATA values (hex); checked only when set.
 #   allow_emulated            [true] accepts evidence from emulated (test) roots. Without it,
 #                             emulated evidence is contraindicated.
 #
 # Trust claims, valued as Trustee's default CPU policy values them:
-#   executables        3 when the measurement is a reference value, else 33 (warning)
-#   hardware           2 when every checked TCB component meets its minimum, else 97
-#                      (contraindicated); 96 for emulated evidence
-#   configuration      2 when debug and migration agents are off and HOST_DATA is allowed,
-#                      else 36 (warning)
-#   instance-identity  2 for genuine evidence, 96 (contraindicated) for emulated evidence
+#   executables        3   the measurement is a reference value
+#                      33  (warning) otherwise
+#   hardware           2   genuine, every TCB component meets its minimum, and revocation
+#                          was checked when the broker requires it
+#                      97  (contraindicated: not recognised) a TCB component is below its
+#                          minimum or has no reference value, or revocation is required and
+#                          snp.revocation is not "checked"
+#                      96  (contraindicated) emulated evidence
+#   configuration      2   VMPL allowed, debug and migration agent off (or allowed), HOST_DATA
+#                          allowed
+#                      96  (contraindicated) the VMPL is not allowed
+#                      36  (warning) otherwise: debug or migration agent on and not allowed,
+#                          or HOST_DATA not allowed
+#   instance-identity  2   genuine evidence
+#                      96  (contraindicated) emulated evidence
 # The status is affirming only when all four are.
 
 package policy
@@ -62,21 +85,27 @@ default executables := 33
 
 executables := 3 if measurement_known
 
-# -- hardware: the reported TCB against minimums ---------------------------------------------------
+# -- hardware: the reported TCB against minimums, revocation ---------------------------------------
 
 tcb_refs := {
 	"bootloader": "snp_bootloader",
 	"tee": "snp_tee",
 	"snp": "snp_snp",
 	"microcode": "snp_microcode",
+	"fmc": "snp_fmc",
 }
 
-# Components without a reference value are not checked.
-tcb_unchecked contains component if {
-	some component, name in tcb_refs
-	not refs[name]
+default fmc_reported := false
+
+fmc_reported if {
+	is_object(snp.reported_tcb)
+	"fmc" in object.keys(snp.reported_tcb)
 }
 
+# The fmc component exists on Turin only; elsewhere it does not apply.
+tcb_not_applicable contains "fmc" if not fmc_reported
+
+# A component without a reference value does not meet any minimum (fails closed).
 tcb_meets contains component if {
 	some component, name in tcb_refs
 	value := snp.reported_tcb[component]
@@ -86,11 +115,21 @@ tcb_meets contains component if {
 	value >= minimum
 }
 
-tcb_passing := tcb_unchecked | tcb_meets
+tcb_passing := tcb_not_applicable | tcb_meets
 
 default tcb_current := false
 
 tcb_current if count(tcb_passing) == count(tcb_refs)
+
+default revocation_required := false
+
+revocation_required if input.veritee.require_revocation == true
+
+default revocation_ok := false
+
+revocation_ok if not revocation_required
+
+revocation_ok if snp.revocation == "checked"
 
 # -- instance identity: genuine or emulated roots --------------------------------------------------
 
@@ -112,19 +151,54 @@ default hardware := 97
 hardware := 2 if {
 	genuine
 	tcb_current
+	revocation_ok
 }
 
 hardware := 96 if not genuine
 
-# -- configuration: the guest policy and the host data ---------------------------------------------
+# -- configuration: VMPL, the guest policy and the host data ---------------------------------------
 
-default debug_off := false
+default vmpl_ok := false
 
-debug_off if snp.policy_flags.debug == false
+vmpl_ok if {
+	not refs.snp_vmpl
+	is_number(snp.vmpl)
+	snp.vmpl == 0
+}
 
-default migrate_ma_off := false
+vmpl_ok if {
+	refs.snp_vmpl
+	is_number(snp.vmpl)
+	some allowed in refs.snp_vmpl
+	is_number(allowed)
+	allowed == snp.vmpl
+}
 
-migrate_ma_off if snp.policy_flags.migrate_ma == false
+default debug_allowed := false
+
+debug_allowed if refs.snp_allow_debug == [true]
+
+default migrate_ma_allowed := false
+
+migrate_ma_allowed if refs.snp_allow_migrate_ma == [true]
+
+default debug_ok := false
+
+debug_ok if snp.policy_flags.debug == false
+
+debug_ok if {
+	debug_allowed
+	snp.policy_flags.debug == true
+}
+
+default migrate_ma_ok := false
+
+migrate_ma_ok if snp.policy_flags.migrate_ma == false
+
+migrate_ma_ok if {
+	migrate_ma_allowed
+	snp.policy_flags.migrate_ma == true
+}
 
 default host_data_known := false
 
@@ -140,10 +214,13 @@ host_data_known if {
 default configuration := 36
 
 configuration := 2 if {
-	debug_off
-	migrate_ma_off
+	vmpl_ok
+	debug_ok
+	migrate_ma_ok
 	host_data_known
 }
+
+configuration := 96 if not vmpl_ok
 
 # -- outputs ---------------------------------------------------------------------------------------
 
@@ -154,40 +231,76 @@ trust_claims := {
 	"hardware": hardware,
 }
 
+tcb_check(component) := {
+	"name": concat("", ["snp.reported_tcb.", component]), "held": component in tcb_passing,
+	"rule": "min", "field": concat("", ["reported_tcb.", component]),
+	"reference": tcb_refs[component],
+}
+
+vmpl_check := {
+	"name": "snp.vmpl", "held": vmpl_ok, "rule": "eq", "field": "vmpl", "expected": 0,
+	"hint": concat(" ", [
+		"only VMPL 0 passes (a less privileged context chooses its own REPORT_DATA)",
+		"unless reference value snp_vmpl lists the allowed VMPLs",
+	]),
+} if not refs.snp_vmpl
+
+vmpl_check := {
+	"name": "snp.vmpl", "held": vmpl_ok, "rule": "in", "field": "vmpl",
+	"reference": "snp_vmpl",
+} if refs.snp_vmpl
+
+flag_check(flag, held, allowed, reference) := {
+	"name": concat("", ["snp.policy.", flag]), "held": held, "rule": "eq",
+	"field": concat("", ["policy_flags.", flag]), "expected": false,
+	"hint": concat("", ["refused unless reference value ", reference, " = [true]"]),
+} if not allowed
+
+flag_check(flag, held, allowed, reference) := {
+	"name": concat("", ["snp.policy.", flag]), "held": held, "rule": "in",
+	"field": concat("", ["policy_flags.", flag]), "expected": [false, true],
+	"reference": reference,
+} if allowed
+
+revocation_check := {
+	"name": "snp.revocation", "held": revocation_ok, "rule": "eq", "field": "revocation",
+	"expected": "checked",
+	"hint": concat(" ", [
+		"the broker requires a checked CRL from AMD's ARK (require_revocation) and none",
+		"could be obtained (AMD KDS unreachable, or no current CRL)",
+	]),
+} if revocation_required
+
+revocation_check := {
+	"name": "snp.revocation", "held": true, "field": "revocation",
+	"detail": concat(" ", [
+		"revocation is not required by the broker (input.veritee.require_revocation is",
+		"not true); the claim is not judged",
+	]),
+} if not revocation_required
+
 checks := [
 	{
 		"name": "snp.measurement", "held": measurement_known, "rule": "in",
 		"field": "measurement", "reference": "snp_launch_measurement",
 	},
-	{
-		"name": "snp.reported_tcb.bootloader", "held": "bootloader" in tcb_passing, "rule": "min",
-		"field": "reported_tcb.bootloader", "reference": "snp_bootloader",
-	},
-	{
-		"name": "snp.reported_tcb.tee", "held": "tee" in tcb_passing, "rule": "min",
-		"field": "reported_tcb.tee", "reference": "snp_tee",
-	},
-	{
-		"name": "snp.reported_tcb.snp", "held": "snp" in tcb_passing, "rule": "min",
-		"field": "reported_tcb.snp", "reference": "snp_snp",
-	},
-	{
-		"name": "snp.reported_tcb.microcode", "held": "microcode" in tcb_passing, "rule": "min",
-		"field": "reported_tcb.microcode", "reference": "snp_microcode",
-	},
+	tcb_check("bootloader"),
+	tcb_check("tee"),
+	tcb_check("snp"),
+	tcb_check("microcode"),
+	tcb_check("fmc"),
+	revocation_check,
 	{
 		"name": "snp.emulated", "held": genuine, "rule": "eq", "field": "emulated",
 		"expected": false,
-		"hint": "evidence from emulated roots passes only with reference value allow_emulated = [true]",
+		"hint": concat(" ", [
+			"evidence from emulated roots passes only with reference value",
+			"allow_emulated = [true]",
+		]),
 	},
-	{
-		"name": "snp.policy.debug", "held": debug_off, "rule": "eq",
-		"field": "policy_flags.debug", "expected": false,
-	},
-	{
-		"name": "snp.policy.migrate_ma", "held": migrate_ma_off, "rule": "eq",
-		"field": "policy_flags.migrate_ma", "expected": false,
-	},
+	vmpl_check,
+	flag_check("debug", debug_ok, debug_allowed, "snp_allow_debug"),
+	flag_check("migrate_ma", migrate_ma_ok, migrate_ma_allowed, "snp_allow_migrate_ma"),
 	{
 		"name": "snp.host_data", "held": host_data_known, "rule": "in", "optional": true,
 		"field": "host_data", "reference": "snp_host_data",

@@ -12,6 +12,7 @@ SNP reports from Python, so ``peer`` is null.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from veritee.collateral import CollateralSource
 from veritee.evidence import TsmReport, decode_evidence
 from veritee.tee import get_verifier
 from veritee.tee.snp.evidence import TSM_PROVIDER
+from veritee.tee.snp.kds import KDS_BASE_URL
 from veritee.tee.snp.layout import LAYOUT, SIGNED_SIZE
 from veritee.testing.snp import DEFAULT_MEASUREMENT, SnpEmulator
 
@@ -116,8 +118,13 @@ class BrokerGuest:
         self._key = self.emulator.vek_key
 
     def reference_values(self) -> dict[str, Any]:
-        """What the broker must hold for these guests to be affirming."""
-        return {"snp_launch_measurement": [DEFAULT_MEASUREMENT.hex()], "allow_emulated": [True]}
+        """What the broker must hold for these guests to be affirming: their image, their
+        TCB as minimums (the default policy refuses a component without one) and the
+        emulated roots."""
+        tcb = self.emulator.reported_tcb.components()
+        return {"snp_launch_measurement": [DEFAULT_MEASUREMENT.hex()],
+                **{f"snp_{name}": [value] for name, value in tcb.items()},
+                "allow_emulated": [True]}
 
     def report(self, report_data: bytes) -> bytes:
         """The emulator's signed report for ``report_data`` (64 bytes)."""
@@ -133,6 +140,15 @@ class BrokerGuest:
     def evidence(self, report_data: bytes) -> dict[str, str]:
         """configfs-tsm evidence: a freshly signed report and the certificate table."""
         return TsmReport(self.report(report_data), self._cert_table, TSM_PROVIDER).to_json()
+
+    #: AMD KDS, which the verifier asks for a VCEK the evidence does not carry.
+    vendor_url: str = KDS_BASE_URL
+
+    def forged_evidence(self, report_data: bytes) -> dict[str, str]:
+        """A report of a chip nobody knows (a random CHIP_ID) without certificates: the
+        verifier must ask AMD KDS for its VCEK before it can refuse it."""
+        stranger = SnpEmulator(chip_seed=secrets.token_bytes(16))
+        return TsmReport(stranger.report(report_data), b"", TSM_PROVIDER).to_json()
 
 
 def broker_guest() -> tuple[BrokerGuest, Operation]:

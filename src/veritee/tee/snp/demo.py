@@ -8,10 +8,28 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from veritee.tee.platform import CorpusCase, DemoGuest
-from veritee.testing.snp import DEFAULT_MEASUREMENT, KNOBS, PRODUCTS, Knob, SnpEmulator
+from veritee.testing.snp import (
+    DEFAULT_MEASUREMENT,
+    DEFAULT_TCB,
+    KNOBS,
+    PRODUCTS,
+    Knob,
+    SnpEmulator,
+)
 
 _SIGNER_OF: dict[str, Literal["vcek", "vlek"]] = {"milan": "vcek", "genoa": "vlek",
                                                    "turin": "vcek"}
+
+
+def tcb_minimums(provenance: str) -> dict[str, Any]:
+    """Reference values ``snp_<component>`` that every emulated product line meets: a
+    component passes when it is >= one listed value, so the smallest per component is
+    listed (``fmc`` exists on Turin only)."""
+    components = {name for tcb in DEFAULT_TCB.values() for name in tcb}
+    return {f"snp_{name}": {"values": [min(tcb[name] for tcb in DEFAULT_TCB.values()
+                                           if name in tcb)],
+                            "provenance": provenance}
+            for name in sorted(components)}
 
 
 @dataclass(frozen=True)
@@ -26,9 +44,13 @@ class SnpDemo:
     )
 
     def reference_values(self) -> dict[str, Any]:
+        """The demo's genuine guests are affirming under the default policy: their image,
+        the emulated roots, and TCB minimums that every emulated product line meets."""
         return {
             "snp_launch_measurement": {"values": [DEFAULT_MEASUREMENT.hex()],
                                        "provenance": "veritee demo: the emulated guest image"},
+            **tcb_minimums("veritee demo: the smallest TCB of the emulated Milan, Genoa and "
+                           "Turin platforms"),
             "allow_emulated": {"values": [True], "provenance": "veritee demo only"},
         }
 

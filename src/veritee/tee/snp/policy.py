@@ -51,7 +51,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 # -- the native evaluator of snp.rego ---------------------------------------------------------
 
 _TCB_REFS: Final = (("bootloader", "snp_bootloader"), ("tee", "snp_tee"),
-                    ("snp", "snp_snp"), ("microcode", "snp_microcode"))
+                    ("snp", "snp_snp"), ("microcode", "snp_microcode"), ("fmc", "snp_fmc"))
 
 
 def _lower_in(value: Any, references: Any) -> bool:
@@ -68,34 +68,56 @@ def _lower_in(value: Any, references: Any) -> bool:
 
 
 def _tcb_passing(snp: Mapping[str, Any], refs: Mapping[str, Any]) -> set[str]:
-    """``tcb_unchecked | tcb_meets``."""
+    """``tcb_not_applicable | tcb_meets``: a component without a reference value fails."""
     tcb = snp.get("reported_tcb", UNDEFINED)
-    passing = set()
+    tcb = tcb if type(tcb) is dict else {}
+    passing = set() if "fmc" in tcb else {"fmc"}
     for component, name in _TCB_REFS:
-        reference = refs.get(name, UNDEFINED)
-        if absent_or_false(reference):
-            passing.add(component)
-            continue
-        value = tcb.get(component, UNDEFINED) if type(tcb) is dict else UNDEFINED
+        value = tcb.get(component, UNDEFINED)
         if not is_number(value):
+            continue
+        reference = refs.get(name, UNDEFINED)
+        if reference is UNDEFINED:
             continue
         if any(is_number(minimum) and value >= minimum for minimum in members(reference)):
             passing.add(component)
     return passing
 
 
+def _is_true_list(value: Any) -> bool:
+    """``value == [true]``."""
+    return type(value) is list and len(value) == 1 and value[0] is True
+
+
 def _genuine(snp: Mapping[str, Any], refs: Mapping[str, Any]) -> bool:
     emulated = snp.get("emulated", UNDEFINED)
     if emulated is False:
         return True
-    allowed = refs.get("allow_emulated", UNDEFINED)
-    return emulated is True and type(allowed) is list and len(allowed) == 1 and (
-        allowed[0] is True)
+    return emulated is True and _is_true_list(refs.get("allow_emulated", UNDEFINED))
 
 
-def _flag_off(snp: Mapping[str, Any], flag: str) -> bool:
+def _vmpl_ok(snp: Mapping[str, Any], refs: Mapping[str, Any]) -> bool:
+    vmpl = snp.get("vmpl", UNDEFINED)
+    allowed = refs.get("snp_vmpl", UNDEFINED)
+    if absent_or_false(allowed):
+        return is_number(vmpl) and vmpl == 0
+    if not is_number(vmpl):
+        return False
+    return any(is_number(value) and value == vmpl for value in members(allowed))
+
+
+def _flag_ok(snp: Mapping[str, Any], flag: str, allowed: bool) -> bool:
+    """``flag == false``, or ``flag == true`` when a reference value allows it."""
     flags = snp.get("policy_flags", UNDEFINED)
-    return type(flags) is dict and flags.get(flag, UNDEFINED) is False
+    value = flags.get(flag, UNDEFINED) if type(flags) is dict else UNDEFINED
+    return value is False or (allowed and value is True)
+
+
+def _revocation(document: Mapping[str, Any], snp: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(``revocation_required``, ``revocation_ok``)."""
+    settings = document.get("veritee", UNDEFINED)
+    required = type(settings) is dict and settings.get("require_revocation") is True
+    return required, not required or snp.get("revocation", UNDEFINED) == "checked"
 
 
 def default_policy(document: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,51 +126,105 @@ def default_policy(document: Mapping[str, Any], data: Mapping[str, Any]) -> dict
     refs = refs if type(refs) is dict else {}
     snp = document.get("snp", UNDEFINED)
     snp = snp if type(snp) is dict else {}
-    measurement_known = _lower_in(snp.get("measurement", UNDEFINED),
-                                  refs.get("snp_launch_measurement", UNDEFINED))
     passing = _tcb_passing(snp, refs)
-    genuine = _genuine(snp, refs)
-    debug_off, migrate_ma_off = _flag_off(snp, "debug"), _flag_off(snp, "migrate_ma")
+    required, revocation_ok = _revocation(document, snp)
+    allowed = {flag: _is_true_list(refs.get(name, UNDEFINED)) for flag, name in _FLAG_REFS}
     host_refs = refs.get("snp_host_data", UNDEFINED)
-    host_data_known = absent_or_false(host_refs) or _lower_in(
-        snp.get("host_data", UNDEFINED), host_refs)
-    claims = {
-        "configuration": 2 if debug_off and migrate_ma_off and host_data_known else 36,
-        "executables": 3 if measurement_known else 33,
-        "hardware": (2 if len(passing) == len(_TCB_REFS) else 97) if genuine else 96,
-        "instance-identity": 2 if genuine else 96,
+    held = {
+        "measurement": _lower_in(snp.get("measurement", UNDEFINED),
+                                 refs.get("snp_launch_measurement", UNDEFINED)),
+        **{component: component in passing for component, _ in _TCB_REFS},
+        "revocation": revocation_ok,
+        "emulated": _genuine(snp, refs),
+        "vmpl": _vmpl_ok(snp, refs),
+        **{flag: _flag_ok(snp, flag, allowed[flag]) for flag, _ in _FLAG_REFS},
+        "host_data": absent_or_false(host_refs) or _lower_in(snp.get("host_data", UNDEFINED),
+                                                             host_refs),
     }
-    held = {"measurement": measurement_known, "emulated": genuine, "debug": debug_off,
-            "migrate_ma": migrate_ma_off, "host_data": host_data_known,
-            **{component: component in passing for component, _ in _TCB_REFS}}
-    return {"checks": [{**entry, "held": held[key]} for key, entry in _SNP_CHECKS],
+    claims = _trust_claims(held)
+    vmpl_listed = not absent_or_false(refs.get("snp_vmpl", UNDEFINED))
+    return {"checks": _checks(held, required=required, vmpl_listed=vmpl_listed,
+                              allowed=allowed),
             "configuration": claims["configuration"], "executables": claims["executables"],
             "hardware": claims["hardware"], "instance_identity": claims["instance-identity"],
             "trust_claims": claims}
 
 
-def _tcb_check(component: str, reference: str) -> tuple[str, dict[str, Any]]:
-    return component, {"field": f"reported_tcb.{component}",
-                       "name": f"snp.reported_tcb.{component}", "reference": reference,
-                       "rule": "min"}
+def _trust_claims(held: Mapping[str, bool]) -> dict[str, int]:
+    genuine, vmpl_ok = held["emulated"], held["vmpl"]
+    tcb_current = all(held[component] for component, _ in _TCB_REFS)
+    configured = vmpl_ok and all(held[key] for key in ("debug", "migrate_ma", "host_data"))
+    return {
+        "configuration": 2 if configured else 36 if vmpl_ok else 96,
+        "executables": 3 if held["measurement"] else 33,
+        "hardware": (2 if tcb_current and held["revocation"] else 97) if genuine else 96,
+        "instance-identity": 2 if genuine else 96,
+    }
 
 
-#: The static part of snp.rego's ``checks`` (keys in rego-cpp's output order), by what holds.
-_SNP_CHECKS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
-    ("measurement", {"field": "measurement", "name": "snp.measurement",
-                     "reference": "snp_launch_measurement", "rule": "in"}),
-    *(_tcb_check(component, reference) for component, reference in _TCB_REFS),
-    ("emulated", {"expected": False, "field": "emulated",
-                  "hint": "evidence from emulated roots passes only with reference value "
-                          "allow_emulated = [true]",
-                  "name": "snp.emulated", "rule": "eq"}),
-    ("debug", {"expected": False, "field": "policy_flags.debug", "name": "snp.policy.debug",
-               "rule": "eq"}),
-    ("migrate_ma", {"expected": False, "field": "policy_flags.migrate_ma",
-                    "name": "snp.policy.migrate_ma", "rule": "eq"}),
-    ("host_data", {"field": "host_data", "name": "snp.host_data", "optional": True,
-                   "reference": "snp_host_data", "rule": "in"}),
-)
+def _checks(held: Mapping[str, bool], *, required: bool, vmpl_listed: bool,
+            allowed: Mapping[str, bool]) -> list[dict[str, Any]]:
+    """snp.rego's ``checks``, in its order."""
+    entries = [
+        ("measurement", _MEASUREMENT_CHECK),
+        *((component, _tcb_check(component, name)) for component, name in _TCB_REFS),
+        ("revocation", _REVOCATION_CHECKS[required]),
+        ("emulated", _EMULATED_CHECK),
+        ("vmpl", _VMPL_CHECKS[vmpl_listed]),
+        *((flag, _flag_check(flag, name, allowed[flag])) for flag, name in _FLAG_REFS),
+        ("host_data", _HOST_DATA_CHECK),
+    ]
+    return [{**entry, "held": held[key]} for key, entry in entries]
+
+
+# -- the static parts of snp.rego's ``checks`` (keys in rego-cpp's output order) -----------------
+
+_FLAG_REFS: Final = (("debug", "snp_allow_debug"), ("migrate_ma", "snp_allow_migrate_ma"))
+
+
+def _tcb_check(component: str, reference: str) -> dict[str, Any]:
+    return {"field": f"reported_tcb.{component}", "name": f"snp.reported_tcb.{component}",
+            "reference": reference, "rule": "min"}
+
+
+def _flag_check(flag: str, reference: str, allowed: bool) -> dict[str, Any]:
+    if allowed:
+        return {"expected": [False, True], "field": f"policy_flags.{flag}",
+                "name": f"snp.policy.{flag}", "reference": reference, "rule": "in"}
+    return {"expected": False, "field": f"policy_flags.{flag}",
+            "hint": f"refused unless reference value {reference} = [true]",
+            "name": f"snp.policy.{flag}", "rule": "eq"}
+
+
+_MEASUREMENT_CHECK: Final[dict[str, Any]] = {
+    "field": "measurement", "name": "snp.measurement", "reference": "snp_launch_measurement",
+    "rule": "in"}
+#: By whether the broker requires revocation.
+_REVOCATION_CHECKS: Final[dict[bool, dict[str, Any]]] = {
+    True: {"expected": "checked", "field": "revocation",
+           "hint": "the broker requires a checked CRL from AMD's ARK (require_revocation) and "
+                   "none could be obtained (AMD KDS unreachable, or no current CRL)",
+           "name": "snp.revocation", "rule": "eq"},
+    False: {"detail": "revocation is not required by the broker "
+                      "(input.veritee.require_revocation is not true); the claim is not judged",
+            "field": "revocation", "name": "snp.revocation"},
+}
+_EMULATED_CHECK: Final[dict[str, Any]] = {
+    "expected": False, "field": "emulated",
+    "hint": "evidence from emulated roots passes only with reference value "
+            "allow_emulated = [true]",
+    "name": "snp.emulated", "rule": "eq"}
+#: By whether reference value snp_vmpl is set.
+_VMPL_CHECKS: Final[dict[bool, dict[str, Any]]] = {
+    False: {"expected": 0, "field": "vmpl",
+            "hint": "only VMPL 0 passes (a less privileged context chooses its own "
+                    "REPORT_DATA) unless reference value snp_vmpl lists the allowed VMPLs",
+            "name": "snp.vmpl", "rule": "eq"},
+    True: {"field": "vmpl", "name": "snp.vmpl", "reference": "snp_vmpl", "rule": "in"},
+}
+_HOST_DATA_CHECK: Final[dict[str, Any]] = {
+    "field": "host_data", "name": "snp.host_data", "optional": True,
+    "reference": "snp_host_data", "rule": "in"}
 
 
 __all__ = ["default_policy", "trustee_claims"]

@@ -59,7 +59,7 @@ DEFAULT_MEASUREMENT = hashlib.sha384(b"veritee emulated SNP guest").digest()
 
 Knob = Literal["wrong_key", "tcb_mismatch", "chip_id_mismatch", "unsupported_version",
                "tampered", "expired_cert", "revoked", "foreign_ark", "unsigned",
-               "mask_chip_key", "not_yet_valid_cert"]
+               "mask_chip_key", "not_yet_valid_cert", "tcb_reserved"]
 
 #: Each knob and the error a correct verifier raises for the evidence it produces.
 KNOB_ERRORS: dict[str, type[errors.VeriteeError]] = {
@@ -74,7 +74,12 @@ KNOB_ERRORS: dict[str, type[errors.VeriteeError]] = {
     "foreign_ark": errors.UntrustedRootError,
     "unsigned": errors.SignatureError,
     "mask_chip_key": errors.SignatureError,
+    # A reserved byte of REPORTED_TCB set, in a report the genuine VCEK/VLEK signs (which
+    # certifies that byte as 0).
+    "tcb_reserved": errors.BindingError,
 }
+#: A reserved byte of TCB_VERSION per product line (Milan/Genoa: 2–5, Turin: 4–6).
+TCB_RESERVED_BYTE = {"milan": 3, "genoa": 3, "turin": 5}
 KNOBS: tuple[str, ...] = tuple(KNOB_ERRORS)
 
 
@@ -301,6 +306,10 @@ class SnpEmulator:
         if self.knob == "mask_chip_key":
             signer_info |= 2
         tcb = self.reported_tcb.raw
+        reported = tcb
+        if self.knob == "tcb_reserved":
+            at = TCB_RESERVED_BYTE[self.product]
+            reported = tcb[:at] + b"\x01" + tcb[at + 1:]
         fields: dict[str, int | bytes] = {
             "version": version, "guest_svn": self.guest_svn, "policy": self.policy,
             "family_id": bytes(16), "image_id": bytes(16), "vmpl": self.vmpl,
@@ -309,7 +318,7 @@ class SnpEmulator:
             "measurement": self.measurement, "host_data": self.host_data,
             "id_key_digest": bytes(48), "author_key_digest": bytes(48),
             "report_id": hashlib.sha256(b"report id" + self.chip_seed).digest(),
-            "report_id_ma": b"\xff" * 32, "reported_tcb": tcb,
+            "report_id_ma": b"\xff" * 32, "reported_tcb": reported,
             "cpuid_fam_id": family, "cpuid_mod_id": model, "cpuid_step": stepping,
             "chip_id": self.chip_id, "committed_tcb": tcb,
             "current_build": 40, "current_minor": 55, "current_major": 1,
@@ -416,12 +425,17 @@ class FakeKds:
             hwid = emulator.chip_id[:8] if turin else emulator.chip_id
             url = kds.vcek_url(product, hwid, emulator.reported_tcb.components())
             self._bodies[url] = emulator.chain["vek"]
-        pem = b"".join(
-            x509.load_der_x509_certificate(emulator.chain[r]).public_bytes(serialization.Encoding.PEM)
-            for r in ("ask", "ark")
-        )
+        pem = b"".join(x509.load_der_x509_certificate(emulator.chain[r]).public_bytes(
+            serialization.Encoding.PEM) for r in ("ask", "ark"))
         self._bodies[kds.chain_url(product, emulator.signer)] = pem
         self._bodies[kds.crl_url(product, emulator.signer)] = emulator.crl()
+
+    def serve(self, url: str, body: bytes | None) -> None:
+        """Answer ``url`` with ``body`` (None: 404), e.g. another CRL than the emulator's."""
+        if body is None:
+            self._bodies.pop(url, None)
+        else:
+            self._bodies[url] = body
 
     def get(self, url: str) -> Response:
         self.requests.append(url)

@@ -8,7 +8,7 @@ import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from cryptography import x509
@@ -33,7 +33,7 @@ from veritee.tee import get_verifier
 from veritee.tee.snp import certtable
 from veritee.tee.snp.claims import SnpClaims
 from veritee.tee.snp.evidence import parse_snp_evidence, report_from_fields
-from veritee.tee.snp.kds import KDS_BASE_URL, crl_url
+from veritee.tee.snp.kds import CRL_RETRY_SECONDS, KDS_BASE_URL, crl_url
 from veritee.tee.snp.layout import REPORT_SIZE, SIGNED_SIZE, parse_report
 from veritee.tee.snp.verify import SnpVerifier
 from veritee.testing import pki
@@ -182,6 +182,31 @@ def test_failure_keeps_the_parsed_claims() -> None:
     assert info.value.claims["product"] == "milan"
 
 
+# -- REPORTED_TCB's reserved bytes --------------------------------------------------------------
+
+#: TCB_VERSION's reserved bytes by product line (amd-sev.md §1.5).
+TCB_RESERVED = {"milan": range(2, 6), "genoa": range(2, 6), "turin": range(4, 7)}
+_REPORTED_TCB = 0x180
+
+
+@pytest.mark.parametrize("signer", SIGNERS)
+@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize(("product", "at"), [(p, i) for p, r in TCB_RESERVED.items()
+                                             for i in r])
+def test_reserved_tcb_byte_in_a_signed_report_is_refused(product: str, at: int, version: int,
+                                                         signer: str) -> None:
+    # The genuine VCEK/VLEK signs a report whose REPORTED_TCB has one reserved byte set: the
+    # components still match the certificate, the whole 8 bytes do not.
+    emu = emulator(version, product, signer)
+    raw = bytearray(emu.report())
+    raw[_REPORTED_TCB + at] = 0x01
+    forged = resign(emu, bytes(raw)) + emu.cert_table()
+    with pytest.raises(BindingError, match=r"REPORTED_TCB is .*: its reserved bytes") as info:
+        verify(forged, emu)
+    zero = "00" * len(TCB_RESERVED[product])
+    assert info.value.detail.endswith(f"{signer.upper()} says {zero}")
+
+
 # -- where the VCEK / VLEK comes from ------------------------------------------------------------
 
 
@@ -222,14 +247,16 @@ def test_vcek_fetched_from_kds_then_served_offline_from_the_cache(product: str) 
     claims = verify(emu.report(), emu, collateral=CollateralSource(cache=cache, fetcher=kds))
     hwid = emu.chip_id[:8] if product == "turin" else emu.chip_id
     url = KDS_BASE_URL + KDS_URLS[product].format(hwid=hwid.hex())
-    assert kds.requests == [url]
+    crl = crl_url(product, "vcek")
+    assert kds.requests == [url, crl]   # the VCEK, then the CRL (revocation is checked)
     assert len(hwid) == (8 if product == "turin" else 64)
     assert cache.get(url) == emu.chain["vek"]
-    assert claims.product == product
+    assert (claims.product, claims.revocation) == (product, "checked")
 
     offline = CollateralSource(cache=cache, fetcher=None)
-    assert verify(emu.report(), emu, collateral=offline).product == product
-    assert kds.requests == [url]  # no second request
+    claims = verify(emu.report(), emu, collateral=offline)
+    assert (claims.product, claims.revocation) == (product, "checked")
+    assert kds.requests == [url, crl]  # no second request
 
 
 def test_v2_report_tries_milan_then_genoa_at_kds() -> None:
@@ -239,7 +266,8 @@ def test_v2_report_tries_milan_then_genoa_at_kds() -> None:
     kds.add(emu)
     claims = verify(emu.report(), emu, collateral=CollateralSource(fetcher=kds))
     assert claims.product == "genoa"
-    assert [u.split("/")[5] for u in kds.requests] == ["Milan", "Genoa"]
+    assert [u.split("/")[5] for u in kds.requests] == ["Milan", "Genoa", "Genoa"]
+    assert kds.requests[-1] == crl_url("genoa", "vcek")
 
 
 @pytest.mark.parametrize(
@@ -282,7 +310,10 @@ _test_key = functools.cache(pki.load_key)
 
 
 def _crl(emu: SnpEmulator, *, revoke: bool = False, key: str | None = None,
-         issuer: str | None = None, days_from: float = -1, days_to: float = 30) -> bytes:
+         issuer: str | None = None, days_from: float = -1, days_to: float = 30,
+         revoked_on: float = -1) -> bytes:
+    """A CRL of ``emu``'s ARK valid from ``days_from`` to ``days_to`` (days from ``emu.now``),
+    listing the ASK/ASVK as revoked on ``revoked_on`` when ``revoke``."""
     signer = _test_key(key or f"snp-{emu.product}-ark")
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -294,7 +325,7 @@ def _crl(emu: SnpEmulator, *, revoke: bool = False, key: str | None = None,
         serial = x509.load_der_x509_certificate(emu.chain["ask"]).serial_number
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial)
-            .revocation_date(emu.now - pki.days(1)).build())
+            .revocation_date(emu.now + pki.days(revoked_on)).build())
     crl = builder.sign(signer, hashes.SHA384(), rsa_padding=pki.PSS_SHA384)
     return crl.public_bytes(serialization.Encoding.DER)
 
@@ -359,6 +390,128 @@ def test_crl_shipped_with_the_evidence(form: str, revoke: bool,
     else:
         with pytest.raises(expected):
             verify(blob, emu)
+
+
+# -- revocation in a default deployment: AMD's CRL from KDS, the cache, or nothing ---------------
+
+Build = Callable[[SnpEmulator], bytes]
+
+
+def _stale(e: SnpEmulator) -> bytes:
+    return _crl(e, days_from=-60, days_to=-30)
+
+
+class Revocation(NamedTuple):
+    name: str
+    served: Build | int | None
+    """What KDS serves at the CRL URL: a CRL, or the HTTP status of every answer; None:
+    offline (no fetcher)."""
+    cached: Build | None
+    """The CRL already in the collateral cache, stored ``cached_age`` seconds ago."""
+    supplied: Callable[[SnpEmulator], list[bytes]]
+    """CRLs the operator gives (endorsements)."""
+    expected: str | type[VeriteeError]
+    fetched: bool
+    """Whether the CRL was asked of KDS."""
+    cached_age: float = CRL_RETRY_SECONDS + 1
+
+
+REVOCATION: list[Revocation] = [Revocation(*case) for case in [
+    # Online: AMD's CRL is fetched and checked without the operator supplying anything.
+    ("KDS CRL listing nothing", lambda e: e.crl(revoke_intermediate=False), None,
+     lambda e: [], "checked", True),
+    ("KDS CRL revoking the ASK", lambda e: e.crl(revoke_intermediate=True), None,
+     lambda e: [], RevokedError, True),
+    ("KDS has no CRL", 404, None, lambda e: [], "not_checked", True),
+    ("KDS down", 503, None, lambda e: [], "not_checked", True),
+    ("KDS rate-limits", 429, None, lambda e: [], "not_checked", True),
+    ("KDS CRL signed by another key", lambda e: _crl(e, key="snp-foreign-ark"), None,
+     lambda e: [], ChainError, True),
+    ("KDS CRL of another product's ARK", lambda e: _crl(e, issuer="ARK-Genoa",
+                                                        key="snp-genoa-ark"), None,
+     lambda e: [], "not_checked", True),
+    ("KDS answers something else", lambda e: b"<html>maintenance</html>", None,
+     lambda e: [], "not_checked", True),
+    ("KDS CRL out of date", _stale, None, lambda e: [], "not_checked", True),
+    ("out-of-date KDS CRL revoking the ASK",
+     lambda e: _crl(e, revoke=True, days_from=-60, days_to=-30, revoked_on=-90), None,
+     lambda e: [], RevokedError, True),
+    ("revocation dated after the verification time",
+     lambda e: _crl(e, revoke=True, revoked_on=5), None, lambda e: [], "checked", True),
+    # The cache: used until it is out of date, then refreshed.
+    ("fresh cached CRL: not fetched again", 503, lambda e: e.crl(revoke_intermediate=False),
+     lambda e: [], "checked", False),
+    ("fresh cached CRL revoking the ASK", 503, lambda e: e.crl(revoke_intermediate=True),
+     lambda e: [], RevokedError, False),
+    ("out-of-date cached CRL refreshed", lambda e: e.crl(revoke_intermediate=False), _stale,
+     lambda e: [], "checked", True),
+    ("out-of-date cached CRL refreshed to a revocation",
+     lambda e: e.crl(revoke_intermediate=True), _stale, lambda e: [], RevokedError, True),
+    ("out-of-date cached CRL, KDS down", 503, _stale, lambda e: [], "not_checked", True),
+    ("out-of-date cached CRL stored minutes ago: not asked again",
+     lambda e: e.crl(revoke_intermediate=False), _stale, lambda e: [], "not_checked", False,
+     CRL_RETRY_SECONDS - 60),
+    # The operator's CRLs beside AMD's.
+    ("supplied out-of-date CRL, KDS current", lambda e: e.crl(revoke_intermediate=False),
+     None, lambda e: [_stale(e)], "checked", True),
+    ("supplied out-of-date CRL, KDS down", 503, None, lambda e: [_stale(e)], ExpiredError,
+     True),
+    ("supplied current CRL, KDS down", 503, None,
+     lambda e: [e.crl(revoke_intermediate=False)], "checked", True),
+    ("supplied CRL listing nothing, KDS revoking", lambda e: e.crl(revoke_intermediate=True),
+     None, lambda e: [e.crl(revoke_intermediate=False)], RevokedError, True),
+    # Offline: the cache and the operator's CRLs, as given.
+    ("offline, cached current CRL", None, lambda e: e.crl(revoke_intermediate=False),
+     lambda e: [], "checked", False),
+    ("offline, cached CRL revoking the ASK", None, lambda e: e.crl(revoke_intermediate=True),
+     lambda e: [], RevokedError, False),
+    ("offline, cached out-of-date CRL", None, _stale, lambda e: [], ExpiredError, False),
+    ("offline, cached CRL signed by another key", None,
+     lambda e: _crl(e, key="snp-foreign-ark"), lambda e: [], ChainError, False),
+    ("offline, nothing", None, None, lambda e: [], "not_checked", False),
+]]
+
+
+@pytest.mark.parametrize("signer", SIGNERS)
+@pytest.mark.parametrize("case", REVOCATION, ids=[case.name for case in REVOCATION])
+def test_revocation(case: Revocation, signer: str) -> None:
+    emu = emulator(3, "milan", signer)
+    url = crl_url("milan", signer)
+    clock = [1_000_000.0]
+    cache = MemoryCache(clock=lambda: clock[0])
+    if case.cached is not None:
+        cache.put(url, case.cached(emu))
+        clock[0] += case.cached_age
+    fake = None
+    if case.served is not None:
+        status = case.served if isinstance(case.served, int) else None
+        fake = FakeKds(fail_status=status)
+        if not isinstance(case.served, int):
+            fake.serve(url, case.served(emu))
+    files = CollateralSource.of(*case.supplied(emu)).files
+    collateral = CollateralSource(files=files, cache=cache, fetcher=fake)
+    blob = emu.extended_report()   # the VCEK/VLEK comes with it: only the CRL is fetched
+    if isinstance(case.expected, str):
+        assert verify(blob, emu, collateral=collateral).revocation == case.expected
+    else:
+        with pytest.raises(case.expected) as info:
+            verify(blob, emu, collateral=collateral)
+        assert type(info.value) is case.expected, info.value.detail
+    assert (fake.requests if fake else []) == ([url] if case.fetched else [])
+
+
+def test_revocation_messages_name_the_crl() -> None:
+    emu = emulator(3, "genoa")
+    fake = FakeKds()
+    fake.serve(crl_url("genoa", "vcek"), emu.crl(revoke_intermediate=True))
+    with pytest.raises(RevokedError, match=r"SEV-Genoa \(serial 131073\) is revoked since "
+                                           r".* by the ARK-Genoa CRL"):
+        verify(emu.extended_report(), emu, collateral=CollateralSource(fetcher=fake))
+    fake.serve(crl_url("genoa", "vcek"), _crl(emu, key="snp-foreign-ark"))
+    with pytest.raises(ChainError, match="naming ARK-Genoa as its issuer is not signed"):
+        verify(emu.extended_report(), emu, collateral=CollateralSource(fetcher=fake))
+    with pytest.raises(ExpiredError, match="no ARK-Genoa CRL is current"):
+        verify(emu.extended_report(), emu, collateral=CollateralSource.of(_stale(emu)))
 
 
 # -- report data --------------------------------------------------------------------------------

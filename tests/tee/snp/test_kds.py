@@ -63,6 +63,39 @@ def test_crl_is_refreshed_daily_online_and_kept_offline() -> None:
     assert answers.asked == [url]
 
 
+@pytest.mark.parametrize(
+    ("name", "age", "out_of_date", "online", "expected"),
+    [
+        ("current, an hour old: cached", 3600, False, True, b"old crl"),
+        ("out of date, stored long ago: fetched", kds.CRL_RETRY_SECONDS + 1, True, True,
+         b"new crl"),
+        ("out of date, stored minutes ago: cached", kds.CRL_RETRY_SECONDS - 1, True, True,
+         b"old crl"),
+        ("out of date, offline: cached", kds.CRL_REFRESH_SECONDS * 30, True, False,
+         b"old crl"),
+    ],
+)
+def test_crl_is_refreshed_when_its_next_update_has_passed(name: str, age: float,
+                                                          out_of_date: bool, online: bool,
+                                                          expected: bytes) -> None:
+    now = [1_000_000.0]
+    cache = MemoryCache(clock=lambda: now[0])
+    url = kds.crl_url("genoa", "vlek")
+    cache.put(url, b"old crl")
+    now[0] += age
+    answers = _Answers()
+    seen: list[bytes] = []
+
+    def judge(blob: bytes) -> bool:
+        seen.append(blob)
+        return out_of_date
+
+    source = CollateralSource(cache=cache, fetcher=answers if online else None)
+    assert kds.crl(source, "genoa", "vlek", out_of_date=judge) == expected
+    assert answers.asked == ([url] if expected == b"new crl" else [])
+    assert seen == ([b"old crl"] if online else [])
+
+
 @pytest.mark.parametrize(("product", "signer"), [("milan", "vcek"), ("genoa", "vlek"),
                                                   ("turin", "vcek")])
 def test_collateral_requests_name_the_chip_tcb_chain_and_crl(product: str, signer: str) -> None:

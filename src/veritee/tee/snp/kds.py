@@ -12,13 +12,13 @@ Specification" (57230) as used by go-sev-guest ``kds/kds.go`` and snpguest ``fet
 VLEKs are not fetchable by verifiers (they need cloud-provider credentials): they must ship
 with the evidence or be given as endorsements.
 
-Only URLs live here: fetching, caching and offline operation are the generic client's
-(:meth:`veritee.collateral.CollateralSource.get`).
+Only URLs and how long a cached CRL may serve live here: fetching, caching and offline
+operation are the generic client's (:meth:`veritee.collateral.CollateralSource.get`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from veritee.collateral import CollateralRequest, CollateralSource
@@ -32,8 +32,12 @@ SERVICE: Final = "AMD KDS"
 #: Product names in KDS URLs, by the product names of claims.
 PRODUCTS: Final = {"milan": "Milan", "genoa": "Genoa", "turin": "Turin"}
 #: CRLs are re-fetched after this many seconds when a fetcher is available (AMD issues them
-#: with a NextUpdate a week or more ahead; the verifier checks NextUpdate itself).
+#: with a NextUpdate a week or more ahead), and sooner when the cached one is out of date.
 CRL_REFRESH_SECONDS: Final = 24 * 3600
+#: A cached CRL that is out of date (its nextUpdate has passed) is re-fetched when it was
+#: stored more than this many seconds ago: at once for a CRL kept since before its
+#: nextUpdate, and at most this often while AMD still serves an out-of-date one.
+CRL_RETRY_SECONDS: Final = 600
 
 
 def _title(product: str) -> str:
@@ -80,10 +84,26 @@ def report_vcek_url(report: SnpReport, product: str) -> str:
     return vcek_url(product, report.chip_id[:8] if turin else report.chip_id, tcb)
 
 
-def crl(source: CollateralSource, product: str, signer: str) -> bytes:
-    """The CRL of ``product``'s ARK for ``signer``'s chain, refreshed daily when online."""
-    max_age = None if source.offline else CRL_REFRESH_SECONDS
-    return source.get(crl_url(product, signer), "CRL", service=SERVICE, max_age=max_age)
+def crl(source: CollateralSource, product: str, signer: str, *,
+        out_of_date: Callable[[bytes], bool] | None = None) -> bytes:
+    """The CRL of ``product``'s ARK for ``signer``'s chain (DER, as AMD KDS serves it).
+
+    Offline: the cached answer, however old. Online: the cached answer unless it is older
+    than :data:`CRL_REFRESH_SECONDS`, or ``out_of_date(cached)`` is true (the caller, which
+    can read CRLs and knows the verification time, says its nextUpdate has passed) and it is
+    older than :data:`CRL_RETRY_SECONDS`; else fetched from KDS and cached.
+
+    Raises:
+        CollateralMissingError: offline and not cached, or KDS answered 404.
+        CollateralUnavailableError: KDS answered another error or not at all.
+    """
+    url = crl_url(product, signer)
+    max_age: float | None = None
+    if not source.offline:
+        cached = source.cached(url)
+        stale = cached is not None and out_of_date is not None and out_of_date(cached)
+        max_age = CRL_RETRY_SECONDS if stale else CRL_REFRESH_SECONDS
+    return source.get(url, "CRL", service=SERVICE, max_age=max_age)
 
 
 def collateral_requests(evidence: Evidence) -> list[CollateralRequest]:
@@ -106,5 +126,6 @@ def collateral_requests(evidence: Evidence) -> list[CollateralRequest]:
     return out
 
 
-__all__ = ["CRL_REFRESH_SECONDS", "KDS_BASE_URL", "PRODUCTS", "SERVICE", "chain_url",
-           "collateral_requests", "crl", "crl_url", "report_vcek_url", "vcek_url"]
+__all__ = ["CRL_REFRESH_SECONDS", "CRL_RETRY_SECONDS", "KDS_BASE_URL", "PRODUCTS", "SERVICE",
+           "chain_url", "collateral_requests", "crl", "crl_url", "report_vcek_url",
+           "vcek_url"]

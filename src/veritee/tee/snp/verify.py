@@ -11,10 +11,29 @@ Order (go-sev-guest ``verify.SnpAttestation``; amd-sev.md §2.4):
 5. chain VEK ← ASK/ASVK ← ARK (RSASSA-PSS SHA-384, salt 48), the ARK pinned by fingerprint,
    every certificate valid at ``now``;
 6. the report signature (ECDSA P-384, SHA-384, over ``[0, 0x2A0)``);
-7. binding: every TCB component in the certificate equals REPORTED_TCB; hwID equals CHIP_ID
-   (Turin: the first 8 bytes, and the rest zero);
-8. revocation: a CRL signed by the ARK, when one is supplied or cached;
-9. the expected REPORT_DATA, when given.
+7. binding: REPORTED_TCB equals the certificate's TCB in all 8 bytes (every component, and
+   the reserved bytes zero as the certificate's reserved SPLs are; go-sev-guest compares the
+   whole TCB_VERSION); hwID equals CHIP_ID (Turin: the first 8 bytes, and the rest zero);
+8. the expected REPORT_DATA, when given;
+9. revocation (see below).
+
+Revocation. The CRLs considered are those shipped with the evidence or given by the operator
+("supplied"), and AMD's CRL for the product and signer (``/{vcek,vlek}/v1/{product}/crl``,
+:func:`kds.crl`): online from the collateral cache or KDS (refreshed daily, and as soon as
+the cached one's nextUpdate has passed), offline from the cache alone. Of those naming the
+chain's ARK as issuer:
+
+* each must be signed by the ARK, else ChainError (never skipped);
+* a revocation one lists (the ASK/ASVK serial; VCEKs and VLEKs have serial 0 and are never
+  listed) with a revocation date at or before ``now`` is RevokedError, even when that CRL is
+  out of date: a revocation is not undone by age;
+* at least one current at ``now`` (thisUpdate ≤ now ≤ nextUpdate): ``revocation`` is
+  ``checked``;
+* none current: ExpiredError when an out-of-date CRL was supplied, or offline (the cache is
+  then the operator's, filled by ``veritee collateral fetch``); online, when only AMD's CRL
+  is out of date and no refresh helped, or when AMD's CRL cannot be obtained at all (KDS
+  down, 404), ``not_checked``: the policy decides (the default one requires a check only
+  when the broker says so).
 
 Pure: no network except through the injected :class:`CollateralSource`, no clock but ``now``.
 """
@@ -37,6 +56,8 @@ from veritee.errors import (
     BindingError,
     ChainError,
     CollateralMissingError,
+    CollateralUnavailableError,
+    ExpiredError,
     MalformedEvidenceError,
     MisuseError,
     RevokedError,
@@ -74,6 +95,7 @@ class SnpVerifier:
         self._root_blobs = tuple(dict.fromkeys(r.pem for r in self._roots if r.pem))
         self._base: CertPool | None = None
         self._vek_infos: dict[str, VekInfo] = {}
+        self._crl_links: dict[tuple[bytes, str], bool] = {}
 
     @property
     def roots(self) -> tuple[AmdRoot, ...]:
@@ -134,13 +156,13 @@ class SnpVerifier:
         _check_report_signature(report, vek)
         _check_tcb(report, info, product, signer)
         _check_hwid(report, info, signer, product)
-        revocation = self._check_revocation(ark, intermediate, vek, pool=pool,
-                                            collateral=collateral, signer=signer,
-                                            product=product, now=now)
         if report_data is not None and report.report_data != report_data:
             raise BindingError(
                 f"REPORT_DATA is {report.report_data.hex()}, expected {report_data.hex()}"
             )
+        revocation = self._check_revocation(ark, intermediate, vek, pool=pool,
+                                            collateral=collateral, signer=signer,
+                                            product=product, now=now)
         return SnpClaims(
             report=report,
             product=product,
@@ -310,20 +332,50 @@ class SnpVerifier:
     def _check_revocation(self, ark: Cert, intermediate: Cert, vek: Cert, *, pool: CertPool,
                           collateral: CollateralSource, signer: str, product: str,
                           now: datetime) -> str:
-        crls = list(pool.crls)
-        cached = collateral.cached(kds.crl_url(product, signer))
-        if cached is not None:
-            crls.extend(self._cache.blob(cached)[1])
-        crls = [c for c in crls if c.issuer_cn == ark.subject_cn]
-        if not crls:
-            return "not_checked"
-        for crl in crls:
-            chains.check_crl(crl, ark, now, verifies=_pss_signed_crl)
-            for cert, what in ((intermediate, intermediate.subject_cn), (vek, signer.upper())):
-                if cert.serial and crl.lists(cert):
-                    raise RevokedError(
-                        f"{what} (serial {cert.serial}) is revoked by the {ark.subject_cn} CRL")
-        return "checked"
+        """``checked`` or ``not_checked``; the rules are in the module docstring."""
+        supplied = [c for c in pool.crls if c.issuer_cn == ark.subject_cn]
+        vendor = [c for c in self._vendor_crls(ark, collateral, product, signer, now)
+                  if c.issuer_cn == ark.subject_cn]
+        chain = ((intermediate, intermediate.subject_cn), (vek, signer.upper()))
+        for crl in (*supplied, *vendor):
+            if not self._crl_signed(crl, ark):
+                raise ChainError(f"a CRL naming {ark.subject_cn} as its issuer is not signed "
+                                 f"by {ark.subject_cn}'s key")
+            _check_not_listed(crl, chain, now)
+        if any(_current(crl, now) for crl in (*supplied, *vendor)):
+            return "checked"
+        if supplied or (vendor and collateral.offline):
+            raise ExpiredError(_out_of_date((*supplied, *vendor), ark, now))
+        return "not_checked"
+
+    def _vendor_crls(self, ark: Cert, collateral: CollateralSource, product: str,
+                     signer: str, now: datetime) -> tuple[Crl, ...]:
+        """AMD's CRL for ``product`` and ``signer``: cached or fetched (online, refreshed when
+        out of date), cached (offline); none when it cannot be obtained."""
+        try:
+            blob: bytes | None = kds.crl(
+                collateral, product, signer,
+                out_of_date=lambda cached: not self._usable_crl(cached, ark, now))
+        except (CollateralMissingError, CollateralUnavailableError):
+            blob = collateral.cached(kds.crl_url(product, signer))  # a refresh failed
+        return self._cache.blob(blob)[1] if blob else ()
+
+    def _usable_crl(self, blob: bytes, ark: Cert, now: datetime) -> bool:
+        """Whether ``blob`` holds a CRL signed by ``ark`` and current at ``now``."""
+        return any(crl.issuer_cn == ark.subject_cn and _current(crl, now)
+                   and self._crl_signed(crl, ark) for crl in self._cache.blob(blob)[1])
+
+    def _crl_signed(self, crl: Crl, ark: Cert) -> bool:
+        """Whether ``ark`` signed ``crl`` (AMD's profile: RSASSA-PSS SHA-384), remembered so
+        that a cached CRL costs one RSA verification per verifier."""
+        key = (crl.der, ark.sha256)
+        signed = self._crl_links.get(key)
+        if signed is None:
+            signed = _pss_signed_crl(crl, ark)
+            if len(self._crl_links) >= 256:
+                self._crl_links.clear()
+            self._crl_links[key] = signed
+        return signed
 
 
 # -- pure helpers ------------------------------------------------------------------------------
@@ -354,6 +406,34 @@ def _pss_signed(cert: Cert, issuer: Cert) -> bool:
         return False
     return chains.signature_verifies(cert.tbs, cert.signature, issuer.public_key,
                                     rsa_padding=_PSS, algorithm=hashes.SHA384())
+
+
+def _current(crl: Crl, now: datetime) -> bool:
+    """thisUpdate ≤ ``now`` ≤ nextUpdate (RFC 5280 §5.1.2.4–5; no nextUpdate: no end)."""
+    last, nxt = crl.crl.last_update_utc, crl.crl.next_update_utc
+    return last <= now and (nxt is None or now <= nxt)
+
+
+def _out_of_date(crls: Sequence[Crl], ark: Cert, now: datetime) -> str:
+    spans = ", ".join(
+        f"{c.crl.last_update_utc.isoformat()} to "
+        f"{c.crl.next_update_utc.isoformat() if c.crl.next_update_utc else 'unspecified'}"
+        for c in crls)
+    return (f"no {ark.subject_cn} CRL is current at {now.isoformat()}: the CRLs available "
+            f"are valid from {spans}")
+
+
+def _check_not_listed(crl: Crl, chain: Sequence[tuple[Cert, str]], now: datetime) -> None:
+    """RevokedError when ``crl`` lists a certificate of ``chain`` as revoked at ``now``.
+    VCEKs and VLEKs have serial 0: AMD's CRLs list ASKs and ASVKs."""
+    for cert, what in chain:
+        if not cert.serial:
+            continue
+        entry = crl.crl.get_revoked_certificate_by_serial_number(cert.serial)
+        if entry is not None and entry.revocation_date_utc <= now:
+            raise RevokedError(
+                f"{what} (serial {cert.serial}) is revoked since "
+                f"{entry.revocation_date_utc.isoformat()} by the {crl.issuer_cn} CRL")
 
 
 def _pss_signed_crl(crl: Crl, ark: Cert) -> bool:
@@ -390,6 +470,26 @@ def _check_tcb(report: SnpReport, info: VekInfo, product: str, signer: str) -> N
     for index, spl in enumerate(info.spl_4_7, start=4):
         if spl not in (None, 0):
             raise BindingError(f"{signer.upper()} spl_{index} is {spl}; reserved SPLs are 0")
+    _check_reserved_tcb(reported, product, signer)
+
+
+def _check_reserved_tcb(reported: TcbVersion, product: str, signer: str) -> None:
+    """REPORTED_TCB's reserved bytes (Milan/Genoa 2–5, Turin 4–6) are zero, as in the
+    certificate's TCB (its reserved SPLs are 0): go-sev-guest compares all 8 bytes.
+
+    A BindingError, not malformed evidence: which bytes are reserved depends on the product
+    line, which a v2 report does not name, so the layout cannot tell; against the
+    certificate it is a mismatch. CURRENT_TCB, COMMITTED_TCB and LAUNCH_TCB are not held to
+    this: neither go-sev-guest nor the ABI notes we follow require it, and no certificate
+    binds them.
+    """
+    if any(reported.reserved):
+        where = "4–6" if product == "turin" else "2–5"
+        zero = bytes(len(reported.reserved)).hex()
+        raise BindingError(
+            f"REPORTED_TCB is {reported.raw.hex()}: its reserved bytes {where} are "
+            f"{reported.reserved.hex()}, {signer.upper()} says {zero}"
+        )
 
 
 def _check_hwid(report: SnpReport, info: VekInfo, signer: str, product: str) -> None:

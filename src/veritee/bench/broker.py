@@ -94,14 +94,16 @@ class ServedBroker:
 
 
 @contextlib.contextmanager
-def served_broker(workers: int) -> Iterator[ServedBroker]:
+def served_broker(workers: int, overrides: dict[str, dict[str, Any]] | None = None
+                  ) -> Iterator[ServedBroker]:
     """A broker subprocess on a free loopback port; stopped (with its workers) on exit,
     on an error and on Ctrl-C. If this process dies, the broker sees its stdin close and
-    stops itself."""
+    stops itself. ``overrides``: configuration keys by section (``{"limits": {...}}``)."""
     with tempfile.TemporaryDirectory(prefix="veritee-bench-") as tmp:
         data_dir = Path(tmp)
         port = _free_port()
-        spec = {"data_dir": str(data_dir), "port": port, "workers": workers}
+        spec = {"data_dir": str(data_dir), "port": port, "workers": workers,
+                "overrides": overrides or {}}
         log_path = data_dir / "server.log"
         with log_path.open("wb") as log, _sigterm_as_exit():
             process = subprocess.Popen(
@@ -128,6 +130,10 @@ def serve() -> None:
         verification=VerificationConfig(trust_emulated=True, offline=True),
         limits=BENCH_LIMITS,
     )
+    for section, values in spec.get("overrides", {}).items():
+        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        config = dataclasses.replace(
+            config, **{section: dataclasses.replace(getattr(config, section), **changes)})
     try:
         run(config, None, notice=lambda _line: None)
     finally:
@@ -250,6 +256,16 @@ class Guest(Protocol):
         """Primary evidence bound to ``report_data`` (fresh, as the hardware would sign it)."""
         ...
 
+    @property
+    def vendor_url(self) -> str:
+        """The vendor service the verifier asks for collateral (for ``bench hostile``)."""
+        ...
+
+    def forged_evidence(self, report_data: bytes) -> Any:
+        """Evidence that makes the verifier ask :attr:`vendor_url` before it can refuse it
+        (for ``bench hostile``'s flood)."""
+        ...
+
 
 def bench_platform(tee: str | None) -> Platform:
     """The platform whose guests drive the benchmark: ``tee``, or the first registered one
@@ -276,7 +292,7 @@ async def flow(client: httpx.AsyncClient, guest: Guest) -> float:
     key = ec.generate_private_key(ec.SECP256R1())
     auth = _expect(await client.post("/kbs/v0/auth", json={"version": "0.4.0",
                                                            "tee": guest.tee}), "auth")
-    runtime = {"tee-pubkey": _jwk(key), "nonce": auth.json()["nonce"], "additional-evidence": ""}
+    runtime = {"tee-pubkey": jwk_of(key), "nonce": auth.json()["nonce"], "additional-evidence": ""}
     platform = get_platform(guest.tee)
     report_data = platform.report_data.expected(
         binding.runtime_data_digest(runtime, platform.hash_algorithm))
@@ -292,7 +308,8 @@ async def flow(client: httpx.AsyncClient, guest: Guest) -> float:
     return time.perf_counter() - started
 
 
-def _jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+def jwk_of(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    """The public JWK of a guest's ephemeral P-256 key."""
     numbers = key.public_key().public_numbers()
     return {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW",
             "x": b64url(numbers.x.to_bytes(32, "big")),

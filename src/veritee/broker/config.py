@@ -66,6 +66,12 @@ class TokenConfig:
     """PEM P-256 private key for EAR tokens; empty: generated in the data directory."""
     issuer: str = "veritee"
     ttl_seconds: int = 300
+    signing_chain: str = ""
+    """PEM certificate chain of the EAR signer, leaf first; empty: a development CA and signer
+    certificate are generated beside a generated key (none when ``signing_key`` is set)."""
+    header_jwk: bool = True
+    """Put the signing key and its chain in each token's header (Trustee's
+    ``trusted_certs_paths``); false: a ``kid``-only header (Trustee's ``trusted_jwk_sets``)."""
 
 
 @dataclass(frozen=True)

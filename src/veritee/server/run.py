@@ -38,6 +38,7 @@ class StartupNotice:
     development: bool
     generated: tuple[str, ...]
     admin_key: Path | None
+    ear_ca: Path | None
     trust_emulated: bool
     workers: int
 
@@ -50,6 +51,9 @@ class StartupNotice:
         out += [f"generated {path}" for path in self.generated]
         if self.admin_key is not None:
             out.append(f"admin tokens: `veritee admin token` signs one with {self.admin_key}")
+        if self.ear_ca is not None:
+            out.append(f"EAR tokens chain to {self.ear_ca} (give it to a Trustee KBS as "
+                       "[attestation_token] trusted_certs_paths)")
         if self.trust_emulated:
             out.append("WARNING: emulated TEE roots are trusted ([verification] trust_emulated)")
         return out
@@ -64,6 +68,7 @@ def prepare(config: Config) -> StartupNotice:
         url=f"http://{config.server.host}:{config.server.port}",
         store_url=config.store_url, development=config.development,
         generated=keys.generated, admin_key=keys.admin_private_key_path,
+        ear_ca=keys.ear_ca_path,
         trust_emulated=config.verification.trust_emulated, workers=config.server.workers,
     )
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,27 @@ from veritee.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("VERITEE_CORPUS", ROOT.parent / "shared" / "corpus"))
+
+
+_LOCAL_NAMES = frozenset({"localhost", "testserver"})
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """No test reaches the network: names other than loopback do not resolve (so a client
+    that would ask a vendor service sees it unreachable, and the test shows it)."""
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        address = ipaddress.ip_address(name.strip("[]"))
+        local = address.is_loopback or address.is_unspecified
+    except ValueError:
+        local = name in _LOCAL_NAMES
+    if not local and host is not None:
+        raise socket.gaierror(socket.EAI_NONAME, f"tests reach loopback only, not {name}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _loopback_only
 
 
 def corpus_dir(*parts: str) -> Path:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 from support.broker import RunningBroker, running_broker, unique_path
 from veritee.attester.kbs_client import KbsClient, KbsClientError, TeeKey
 from veritee.broker.jwe import b64url_decode, concat_kdf
+from veritee.tee.snp.demo import tcb_minimums
 from veritee.testing.snp import DEFAULT_MEASUREMENT, SnpEmulator
 
 SECRET = b"disk key: correct horse battery staple"
@@ -41,6 +42,7 @@ def _provision(kbs: RunningBroker) -> None:
         r = admin.post("/kbs/v0/reference-value", json={
             "snp_launch_measurement": [DEFAULT_MEASUREMENT.hex()],
             "allow_emulated": [True],
+            **tcb_minimums("test"),
         })
         assert r.status_code == 200, r.text
 

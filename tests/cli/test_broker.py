@@ -11,6 +11,7 @@ import pytest
 from veritee.broker.config import Config, VerificationConfig
 from veritee.cli.main import main
 from veritee.server.local import LocalBroker, local_broker
+from veritee.tee.snp.demo import tcb_minimums
 from veritee.testing.snp import DEFAULT_MEASUREMENT, SnpEmulator
 
 
@@ -32,8 +33,10 @@ def test_admin_provisioning_then_guest_attests(kbs: LocalBroker, tmp_path: Path,
     secret = tmp_path / "secret"
     secret.write_bytes(b"top secret")
     rv = tmp_path / "rv.toml"
+    minimums = "".join(f"{name} = {entry['values']}\n"
+                       for name, entry in tcb_minimums("test").items())
     rv.write_text(f'snp_launch_measurement = ["{DEFAULT_MEASUREMENT.hex()}"]\n'
-                  "allow_emulated = [true]\n")
+                  f"allow_emulated = [true]\n{minimums}")
     assert _admin(kbs, "set-resource", "cli/key/one", str(secret)) == 0
     assert _admin(kbs, "add-reference-values", str(rv)) == 0
     capsys.readouterr()
@@ -95,9 +98,9 @@ def test_policy_test_explains_a_foreign_measurement(tmp_path: Path,
     evidence.write_text(json.dumps(SnpEmulator(measurement=other).coco_evidence()))
     rv = tmp_path / "rv.json"
     rv.write_text(json.dumps({"snp_launch_measurement": [DEFAULT_MEASUREMENT.hex()],
-                              "allow_emulated": [True]}))
+                              "allow_emulated": [True], **tcb_minimums("test")}))
     code = main(["policy", "test", "--tee", "snp", str(evidence), "--reference-values", str(rv),
-                 "--trust-emulated", "--json"])
+                 "--trust-emulated", "--offline", "--json"])
     result = json.loads(capsys.readouterr().out)
     assert code == 1
     assert result["status"] != "affirming"
@@ -112,9 +115,9 @@ def test_policy_test_affirming_exits_zero(tmp_path: Path,
     evidence.write_bytes(SnpEmulator().extended_report())
     rv = tmp_path / "rv.json"
     rv.write_text(json.dumps({"snp_launch_measurement": [DEFAULT_MEASUREMENT.hex()],
-                              "allow_emulated": [True]}))
+                              "allow_emulated": [True], **tcb_minimums("test")}))
     code = main(["policy", "test", "--tee", "snp", str(evidence), "--reference-values", str(rv),
-                 "--trust-emulated"])
+                 "--trust-emulated", "--offline"])
     assert code == 0
     assert "affirming" in capsys.readouterr().out
 
@@ -122,6 +125,6 @@ def test_policy_test_affirming_exits_zero(tmp_path: Path,
 def test_policy_test_rejected_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     evidence = tmp_path / "evidence.bin"
     evidence.write_bytes(SnpEmulator(knob="tampered").extended_report())
-    code = main(["policy", "test", "--tee", "snp", str(evidence), "--trust-emulated", "--json"])
+    code = main(["policy", "test", "--tee", "snp", str(evidence), "--trust-emulated", "--offline", "--json"])
     assert code == 1
     assert json.loads(capsys.readouterr().out)["error"]["type"] == "SignatureError"

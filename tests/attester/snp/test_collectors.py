@@ -450,7 +450,9 @@ def test_without_host_certificates_the_vcek_comes_from_kds(device: Path) -> None
     kds = FakeKds()
     kds.add(emulator())
     assert verified(collected, fetcher=kds)["product"] == "genoa"
-    assert len(kds.requests) == 1
+    vcek = [url for url in kds.requests if "/vcek/v1/Genoa/" in url and not url.endswith("/crl")]
+    assert len(vcek) == 1 and "blSPL=" in vcek[0]
+    assert set(kds.requests) - set(vcek) <= {"https://kdsintf.amd.com/vcek/v1/Genoa/crl"}
 
 
 def test_collected_forms() -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from support.broker import RunningBroker, running_broker
 from veritee.attester.kbs_client import TeeKey
+from veritee.bench.hostile import endpoint_templates, field_paths, replaced
 
 JSON_ENDPOINTS = [
     ("POST", "/kbs/v0/auth", False),
@@ -183,3 +184,53 @@ def test_sweep_covers_every_route(kbs: RunningBroker, tmp_path: Path) -> None:
     posts = {p for p, ops in spec["paths"].items() if "post" in ops}
     swept = {p for _, p, _ in JSON_ENDPOINTS} | {"/kbs/v0/resource/{repository}/{kind}/{tag}"}
     assert posts <= swept, posts - swept
+
+
+# -- property: any field of any valid body replaced by a hostile value -------------------------
+
+_TEMPLATES = [t for t in endpoint_templates("snp") if t[0] == "POST"]
+_FIELDS = [(method, path, body, admin, field)
+           for method, path, body, admin in _TEMPLATES for field in field_paths(body)]
+
+
+def _nested(depth: int) -> str:
+    return "".join("[" if level % 2 else '{"k":' for level in range(depth)) + "0" + "".join(
+        "]" if level % 2 else "}" for level in reversed(range(depth)))
+
+
+_SLOT = "\x00veritee-slot\x00"
+
+#: Raw JSON text put where one field was: lone surrogates as JSON escapes, deep nesting,
+#: numbers no float holds, long strings, and ordinary values of any type.
+hostile_fragments = st.one_of(
+    st.sampled_from(["\\ud800", "\\udfff", "a\\udc00b", "\\ud800\\ud800"]).map(
+        lambda e: f'"{e}"'),
+    st.builds(_nested, st.integers(min_value=30, max_value=3000)),
+    st.integers(min_value=-(2**200), max_value=2**200).map(str),
+    st.sampled_from(["1e999999", "-1e999999", "NaN", "-Infinity", "1" * 5000, "-0", "0.1e-400"]),
+    st.text(min_size=1, max_size=3).map(lambda t: json.dumps(t * 20_000)),
+    json_values.map(json.dumps),
+)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=st.sampled_from(_FIELDS), fragment=hostile_fragments)
+def test_any_field_of_any_endpoint_replaced(kbs: RunningBroker,
+                                             case: tuple[str, str, Any, bool, tuple[Any, ...]],
+                                             fragment: str) -> None:
+    """Admin endpoints with a valid token, KBS endpoints with a live session: whatever one
+    field becomes, the answer is a success or a problem body, never a 500."""
+    method, path, body, admin, field = case
+    document = replaced(body, field, _SLOT)
+    cookies = {}
+    if path == "/kbs/v0/attest":
+        nonce, cookies["kbs-session-id"] = _session(kbs)
+        runtime = document.get("runtime-data")
+        if isinstance(runtime, dict) and field[:2] != ("runtime-data", "nonce"):
+            runtime["nonce"] = nonce
+    raw = json.dumps(document).replace(json.dumps(_SLOT), fragment)
+    r = httpx.request(method, kbs.url + path, content=raw.encode(), cookies=cookies,
+                      headers=_headers(kbs, admin))
+    if r.status_code != 200:
+        _assert_problem(r)

@@ -125,6 +125,7 @@ def test_policy_test_affirming_exits_zero(tmp_path: Path,
 def test_policy_test_rejected_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     evidence = tmp_path / "evidence.bin"
     evidence.write_bytes(SnpEmulator(knob="tampered").extended_report())
-    code = main(["policy", "test", "--tee", "snp", str(evidence), "--trust-emulated", "--offline", "--json"])
+    code = main(["policy", "test", "--tee", "snp", str(evidence), "--trust-emulated", "--offline",
+                 "--json"])
     assert code == 1
     assert json.loads(capsys.readouterr().out)["error"]["type"] == "SignatureError"

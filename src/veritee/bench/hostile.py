@@ -102,7 +102,7 @@ class HostileBenchmark:
 # -- 1. the sweep -----------------------------------------------------------------------------
 
 
-def _templates(tee: str) -> list[tuple[str, str, dict[str, Any], bool]]:
+def endpoint_templates(tee: str) -> list[tuple[str, str, dict[str, Any], bool]]:
     """(method, path, a valid body, admin) for every JSON endpoint."""
     rego = b64url(b"package policy\ndefault allow := false\n")
     return [
@@ -124,16 +124,16 @@ def _templates(tee: str) -> list[tuple[str, str, dict[str, Any], bool]]:
     ]
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+def field_paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     """The path of every value inside a JSON document (objects and lists)."""
     items = value.items() if isinstance(value, dict) else (
         enumerate(value) if isinstance(value, list) else ())
     for key, item in items:
         yield (*prefix, key)
-        yield from _paths(item, (*prefix, key))
+        yield from field_paths(item, (*prefix, key))
 
 
-def _replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
+def replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
     copy = json.loads(json.dumps(document))
     target = copy
     for key in path[:-1]:
@@ -150,9 +150,10 @@ def _sweep() -> dict[str, Any]:
     with bench_broker.served_broker(1, {"limits": {"sessions_per_minute": 0}}) as served:
         headers = {"Authorization": f"Bearer {_admin_token(served)}"}
         with httpx.Client(base_url=served.url, timeout=30) as http:
-            for method, path, body, admin in _templates(bench_broker.bench_platform(None).tee):
-                bodies = [json.dumps(_replaced(body, p, v)).encode()
-                          for p in _paths(body) for v in BAD_VALUES] + list(MALFORMED)
+            tee = bench_broker.bench_platform(None).tee
+            for method, path, body, admin in endpoint_templates(tee):
+                bodies = [json.dumps(replaced(body, p, v)).encode()
+                          for p in field_paths(body) for v in BAD_VALUES] + list(MALFORMED)
                 for raw in bodies if method == "POST" else [b""]:
                     sent_headers = [(b"Content-Type", b"application/json"),
                                     (b"X-Bad", b"\xed\xbf\xbf")]  # a lone surrogate, UTF-8

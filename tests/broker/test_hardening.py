@@ -1,6 +1,7 @@
 """The broker under attack: each case reproduces an attack or a fault and checks the outcome
 (never a duration). init-data binding, unverified additional evidence, session budgets,
-trusted proxies, bounded extra-params, a locked store, policies that cannot evaluate."""
+trusted proxies, bounded extra-params, a locked store, policies that cannot evaluate, vendor
+fetches for forged reports."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import base64
 import contextlib
 import hashlib
 import json
+import secrets
+import socket
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,10 @@ from veritee import binding
 from veritee.attester.kbs_client import KbsClient
 from veritee.broker.config import LimitsConfig
 from veritee.encoding import b64url
+from veritee.evidence import TsmReport
 from veritee.server.guards import TrustedProxies
+from veritee.tee.snp.evidence import TSM_PROVIDER
+from veritee.tee.snp.kds import KDS_BASE_URL
 from veritee.testing.snp import DEFAULT_MEASUREMENT, SnpEmulator
 
 INIT_DATA = 'version = "0.1.0"\nalgorithm = "{alg}"\n[data]\n"aa.toml" = "url = 1"\n'
@@ -215,3 +222,102 @@ def test_a_policy_that_cannot_evaluate_is_refused(kbs: RunningBroker, kind: str,
         r = admin.post(path, json=body)
     assert r.status_code == 400, r.text
     assert r.json()["title"] == "ParsePolicyError"
+
+
+# -- a vendor fetch for unverified input cannot stall the broker ------------------------------
+
+
+class _SilentVendor:
+    """A loopback 'vendor' that accepts connections and never answers, until closed."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.accepted, self._stop = threading.Event(), threading.Event()
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                self._held.append(self._listener.accept()[0])
+                self.accepted.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.fixture
+def vendor() -> Iterator[_SilentVendor]:
+    silent = _SilentVendor()
+    yield silent
+    silent.close()
+
+
+def _stranger_report(report_data: bytes) -> bytes:
+    """A validly shaped report of a chip nobody knows (random CHIP_ID), without certificates:
+    verifying it needs the vendor's VCEK."""
+    return SnpEmulator(chip_seed=secrets.token_bytes(16)).report(report_data)
+
+
+def _post_attest(url: str, report: Callable[[bytes], bytes]) -> httpx.Response:
+    with KbsClient(url, "snp", SnpEmulator().coco_evidence) as client:
+        nonce, _, cookie = client.auth()
+        runtime = client.runtime_data(nonce)
+    digest = binding.runtime_data_digest(runtime, "sha384")
+    evidence = TsmReport(report(digest + bytes(16)), b"", TSM_PROVIDER).to_json()
+    return httpx.post(f"{url}/kbs/v0/attest", cookies={"kbs-session-id": cookie}, timeout=60,
+                      json={"runtime-data": runtime,
+                            "tee-evidence": {"primary_evidence": evidence,
+                                             "additional_evidence": ""}})
+
+
+def test_a_forged_report_waiting_on_the_vendor_does_not_stall_auth(
+        tmp_path: Path, vendor: _SilentVendor) -> None:
+    """The attack of issue 7 item 5: one forged /attest whose VCEK fetch hangs used to stall
+    every request of the worker. Here /auth keeps answering while that fetch is still
+    outstanding (the attest is still in flight when the /auth answers arrive)."""
+    with running_broker(
+            tmp_path, limits=LimitsConfig(sessions_per_minute=0, fetch_timeout_seconds=60),
+            offline=False, mirrors=[f"{KDS_BASE_URL}={vendor.url}"]) as kbs:
+        answers: list[httpx.Response] = []
+        attest = threading.Thread(target=lambda: answers.append(
+            _post_attest(kbs.url, _stranger_report)), daemon=True)
+        attest.start()
+        assert vendor.accepted.wait(30), "the forged report never reached the vendor"
+        for _ in range(5):
+            r = httpx.post(kbs.url + "/kbs/v0/auth", json={"version": "0.4.0", "tee": "snp"},
+                           timeout=20)
+            assert r.status_code == 200, r.text
+        assert attest.is_alive(), "the forged attest finished before the /auth answers"
+        vendor.close()  # the fetch fails; the forged attest is refused
+        attest.join(30)
+    assert answers and answers[0].status_code >= 400
+    assert answers[0].headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(("offset", "value"), [
+    (0x000, b"\x63\x00\x00\x00"),  # VERSION 99
+    (0x034, b"\x02\x00\x00\x00"),  # SIGNATURE_ALGO 2 (none exists)
+    (0x04C, b"\x01"),                # a reserved byte that must be zero
+], ids=["version", "signature-algo", "reserved"])
+def test_structural_checks_run_before_any_vendor_fetch(tmp_path: Path, vendor: _SilentVendor,
+                                                        offset: int, value: bytes) -> None:
+    def malformed(report_data: bytes) -> bytes:
+        report = bytearray(_stranger_report(report_data))
+        report[offset:offset + len(value)] = value
+        return bytes(report)
+
+    with running_broker(tmp_path, offline=False,
+                        mirrors=[f"{KDS_BASE_URL}={vendor.url}"]) as kbs:
+        r = _post_attest(kbs.url, malformed)
+    assert 400 <= r.status_code < 500, r.text
+    assert not vendor.accepted.is_set(), "the vendor was asked about an impossible report"

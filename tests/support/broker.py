@@ -93,7 +93,8 @@ def running_broker(tmp: Path, store: str = "sqlite", *, limits: LimitsConfig = T
         data_dir=str(tmp / "data"),
         server=server or ServerConfig(port=0),
         store=StoreConfig(url=store_url(store, tmp), busy_timeout_ms=busy_timeout_ms),
-        verification=VerificationConfig(trust_emulated=True, offline=True, **verification),
+        verification=VerificationConfig(**{"trust_emulated": True, "offline": True,
+                                           **verification}),
         admin=AdminConfig(),
         limits=limits,
     )

@@ -9,8 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import CORPUS
+from veritee.cli import demo_run
 from veritee.cli.main import app
 from veritee.tee import get_platform
+from veritee.tee.platform import DemoGuest
 
 
 def corpus_cases() -> int:
@@ -62,3 +64,20 @@ def test_human_demo_prints_a_table_and_names_a_corpus_that_is_not_one(tmp_path: 
     assert "all as expected" in result.stdout
     squeezed = "".join(result.stdout.split())  # rich folds long paths at any character
     assert f"VERITEE_CORPUS={tmp_path}holdsnocorpus" in squeezed
+
+
+def test_a_refusal_for_another_reason_is_not_as_expected() -> None:
+    """A defect the broker refuses for the wrong reason (a SignatureError where the guest
+    expects a BindingError) is flagged, so 'all as expected' means the right check fired."""
+    guest = DemoGuest("defect", lambda rd: {}, "refused", because="BindingError")
+    right = demo_run._refused("snp", guest, "HTTP 401 AttestationError: BindingError: x")
+    wrong = demo_run._refused("snp", guest, "HTTP 401 AttestationError: SignatureError: x")
+    assert right.outcome == right.expected == "refused"
+    assert wrong.outcome == "refused" and wrong.expected != wrong.outcome
+
+
+def test_every_defect_is_refused_by_its_own_check() -> None:
+    spec = get_platform("snp").load("demo")
+    defects = {g.name: g for g in spec.guests() if g.name.startswith("defect: ")}
+    assert defects and all(g.because for g in defects.values())
+    assert defects["defect: tcb reserved"].because == "BindingError"

@@ -148,16 +148,23 @@ def attest(run: Demo, tee: str, guest: DemoGuest) -> Row:
                 attested = client.attest()
             secret = client.resource(SECRET_PATH, attested)
         except KbsClientError as exc:
-            return Row(tee, guest.name, "refused", _reason(exc), guest.expect)
+            return _refused(tee, guest, _reason(exc))
         except VeriteeError as exc:
-            return Row(tee, guest.name, "refused", f"{type(exc).__name__}: {exc.detail}",
-                       guest.expect)
+            return _refused(tee, guest, f"{type(exc).__name__}: {exc.detail}")
     if secret != run.secret:
         return Row(tee, guest.name, "refused", "the released secret did not match",
                    guest.expect)
     return Row(tee, guest.name, "released",
                f"{len(secret)}-byte secret released; token {_token_summary(attested.token)}",
                guest.expect)
+
+
+def _refused(tee: str, guest: DemoGuest, reason: str) -> Row:
+    """A refusal is as expected only when the guest expected one for this reason."""
+    expected: str = guest.expect
+    if guest.expect == "refused" and guest.because not in reason:
+        expected = f"refused with {guest.because}"
+    return Row(tee, guest.name, "refused", reason, expected)
 
 
 def _reason(exc: KbsClientError) -> str:

@@ -183,6 +183,9 @@ class DemoGuest:
     expect: Literal["released", "refused"]
     replay: bool = False
     """Bind the evidence to an earlier challenge (a replay the broker must refuse)."""
+    because: str = ""
+    """Text a refusal's reason must contain (the error class, the failed check); empty: any
+    refusal is as expected."""
 
 
 class DemoSpec(Protocol):

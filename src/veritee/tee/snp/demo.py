@@ -11,6 +11,7 @@ from veritee.tee.platform import CorpusCase, DemoGuest
 from veritee.testing.snp import (
     DEFAULT_MEASUREMENT,
     DEFAULT_TCB,
+    KNOB_ERRORS,
     KNOBS,
     PRODUCTS,
     Knob,
@@ -61,20 +62,25 @@ class SnpDemo:
             yield DemoGuest(f"genuine {product} guest ({signer.upper()})", emu.coco_evidence,
                             "released")
         stranger = SnpEmulator(measurement=bytes.fromhex("5eed" * 24))
-        yield DemoGuest("measurement not a reference value", stranger.coco_evidence, "refused")
+        yield DemoGuest("measurement not a reference value", stranger.coco_evidence, "refused",
+                        because="snp.measurement")
         yield DemoGuest("replayed challenge (evidence bound to an old nonce)",
-                        SnpEmulator().coco_evidence, "refused", replay=True)
+                        SnpEmulator().coco_evidence, "refused", replay=True, because="nonce")
         for knob in KNOBS:
             if knob == "revoked":
                 continue  # needs a CRL in the broker's collateral; covered by `veritee verify`
             emu = SnpEmulator(knob=cast(Knob, knob))
-            yield DemoGuest(f"defect: {knob.replace('_', ' ')}", emu.coco_evidence, "refused")
+            # The CoCo JSON form has no room for REPORTED_TCB's reserved bytes (its TCB is
+            # four or five numbers), so that defect travels as configfs-tsm's raw report.
+            collector = emu.configfs_tsm if knob == "tcb_reserved" else emu.coco_evidence
+            yield DemoGuest(f"defect: {knob.replace('_', ' ')}", collector, "refused",
+                            because=KNOB_ERRORS[knob].__name__)
         yield DemoGuest("evidence in no format veritee reads", lambda rd: {"not": "evidence"},
-                        "refused")
+                        "refused", because="UnrecognizedEvidenceError")
         vlek = SnpEmulator(signer="vlek")
         yield DemoGuest("VLEK-signed report without its VLEK",
                         lambda rd: {"attestation_report": vlek.coco_evidence(rd)[
-                            "attestation_report"]}, "refused")
+                            "attestation_report"]}, "refused", because="CollateralMissingError")
 
 
 DEMO = SnpDemo()

@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from veritee import _der
@@ -263,6 +263,15 @@ def signature_verifies(signed: bytes, signature: bytes, key: Any, *,
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
+
+
+def same_key(one: Any, other: Any) -> bool:
+    """Whether two ``cryptography`` public keys are the same key (their SPKI encodings)."""
+    def spki(key: Any) -> bytes:
+        encoded: bytes = key.public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+        return encoded
+    return spki(one) == spki(other)
 
 
 def issued_by(cert: Cert, issuer: Cert) -> bool:

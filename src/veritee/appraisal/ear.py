@@ -49,6 +49,7 @@ from veritee.appraisal.errors import (
 from veritee.appraisal.result import Appraisal
 from veritee.encoding import b64url, b64url_decode
 from veritee.errors import MisuseError
+from veritee.x509 import same_key
 
 log = logging.getLogger(__name__)
 
@@ -182,20 +183,12 @@ def _signer_chain(chain: Sequence[bytes] | None,
             certificate = x509.load_der_x509_certificate(der)
         except ValueError as exc:
             raise MisuseError(f"x5c[{index}] is not a DER X.509 certificate: {exc}") from exc
-        if index == 0 and not _same_key(certificate.public_key(), key.public_key()):
+        if index == 0 and not same_key(certificate.public_key(), key.public_key()):
             raise MisuseError(
                 f"the EAR signer certificate x5c[0] ({certificate.subject.rfc4514_string()}) "
                 "certifies another key than the EAR signing key")
     return tuple(chain)
 
-
-def _same_key(one: Any, other: Any) -> bool:
-    """Whether two ``cryptography`` public keys are the same key (their SPKI encodings)."""
-    def spki(key: Any) -> bytes:
-        encoded: bytes = key.public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-        return encoded
-    return spki(one) == spki(other)
 
 
 def _submod(appraisal: Appraisal, extra: Mapping[str, Any] | None, *,
@@ -356,7 +349,7 @@ def _check_x5c(chain: Any, key: ec.EllipticCurvePublicKey, kid: Any, where: str)
         leaf = x509.load_der_x509_certificate(_certificate_bytes(chain[0]))
     except ValueError as exc:
         raise EarMalformedError(f"the token's {where}[0] is not a certificate: {exc}") from exc
-    if not _same_key(leaf.public_key(), key):
+    if not same_key(leaf.public_key(), key):
         raise EarKeyError(f"the token's {where}[0] ({leaf.subject.rfc4514_string()}) "
                           f"certifies another key than the JWKS key {kid!r}")
 

@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from veritee.broker.admin import load_public_key
 from veritee.broker.config import Config, ConfigError
+from veritee.x509 import same_key
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def _configured_chain(path: Path, signing: ec.EllipticCurvePrivateKey, signing_p
     """The operator's chain: PEM, leaf first, each certificate followed by its issuer."""
     certificates = _certificates(path)
     leaf = certificates[0]
-    if not _same_key(leaf.public_key(), signing.public_key()):
+    if not same_key(leaf.public_key(), signing.public_key()):
         raise ConfigError(
             f"the EAR signer certificate chain {path} starts with a certificate for another "
             f"key ({leaf.subject.rfc4514_string()}) than the EAR signing key {signing_path}; "
@@ -178,12 +179,12 @@ def _development_chain(data: Path, signing: ec.EllipticCurvePrivateKey, generate
         _create(ca_path, _pem_certificate(_ca_certificate(ca_key, now)), mode=0o644)
         generated.append(str(ca_path))
     ca = _certificates(ca_path)[0]
-    if not _same_key(ca.public_key(), ca_key.public_key()):
+    if not same_key(ca.public_key(), ca_key.public_key()):
         raise ConfigError(f"{ca_path} is not the certificate of {data / EAR_CA_KEY}; delete "
                           "both to generate a new development CA")
     chain_path = data / EAR_CHAIN
     chain = _certificates(chain_path) if chain_path.exists() else []
-    if not (chain and _same_key(chain[0].public_key(), signing.public_key())
+    if not (chain and same_key(chain[0].public_key(), signing.public_key())
             and _issued_by(chain[0], ca) and chain[0].not_valid_after_utc > now):
         chain = [_signer_certificate(signing, ca_key, ca, now), ca]
         _replace(chain_path, b"".join(_pem_certificate(c) for c in chain))
@@ -250,13 +251,6 @@ def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
         return False
     return True
 
-
-def _same_key(one: Any, other: Any) -> bool:
-    def spki(key: Any) -> bytes:
-        encoded: bytes = key.public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-        return encoded
-    return spki(one) == spki(other)
 
 
 def _pem_certificate(certificate: x509.Certificate) -> bytes:

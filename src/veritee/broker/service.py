@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from veritee import binding
+from veritee import binding, blocking
 from veritee.appraisal import (
     DEFAULT_RESOURCE_POLICY,
     Appraisal,
@@ -194,19 +194,25 @@ class Broker:
             runtime_data={"tee-pubkey": dict(tee_pubkey), "nonce": nonce,
                           "additional-evidence": additional})
         attested = replace(session, state="attested", token=token, nonce_used=True)
-        try:
-            self.store.create_session(attested)
-        except StoreConflictError:  # another attempt with this challenge won the race
-            winner = self.store.get_session(session.id, now=now)
-            if winner is None or not winner.token:
-                raise
-            return winner.token
-        self.metrics.attestation(session.tee, appraisal.status, seconds)
-        self.metrics.policy("attestation", appraisal.status)
-        self._audit("attest", session, client, verdict=appraisal.status,
-                    failed=[c.name for c in appraisal.failed()],
-                    detail=_attest_detail(appraisal, additional, init_data))
-        return token
+
+        def store_and_record() -> str:
+            """The one write; where it would wait for a lock, only this part is run again
+            elsewhere (veritee.blocking), not the verification."""
+            try:
+                self.store.create_session(attested)
+            except StoreConflictError:  # another attempt with this challenge won the race
+                winner = self.store.get_session(session.id, now=now)
+                if winner is None or not winner.token:
+                    raise
+                return winner.token
+            self.metrics.attestation(session.tee, appraisal.status, seconds)
+            self.metrics.policy("attestation", appraisal.status)
+            self._audit("attest", session, client, verdict=appraisal.status,
+                        failed=[c.name for c in appraisal.failed()],
+                        detail=_attest_detail(appraisal, additional, init_data))
+            return token
+
+        return blocking.last_step(store_and_record)
 
     def _attest(self, session: Session, *, client: str, now: datetime,
                 runtime_data: dict[str, Any], primary: Any,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from veritee import blocking
 from veritee.collateral.base import CollateralRequest, Fetcher, Response
 from veritee.collateral.cache import CollateralCache, DirectoryCache, MemoryCache
 from veritee.errors import CollateralMissingError, CollateralUnavailableError, MisuseError
@@ -120,6 +121,7 @@ class CollateralSource:
             if stale is not None:
                 return stale
             raise CollateralMissingError(f"{what} is not in the offline cache ({url})")
+        blocking.about_to_block(f"fetching {what} from {service}")
         response = self.fetcher.get(url)
         if response.status == 404:
             raise CollateralMissingError(f"{service} has no {what} at {url} (HTTP 404)")

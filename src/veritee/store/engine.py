@@ -22,10 +22,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
+from veritee.blocking import WouldBlock
 from veritee.errors import VeriteeError
 from veritee.store.errors import (
     InvalidRecordError,
@@ -86,9 +87,45 @@ def make_engine(url: URL, *, pool_size: int, create: bool,
         url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **common
     )
     milliseconds = int(busy_timeout * 1000)
-    event.listen(engine.pool, "connect",
-                 lambda connection, record: _sqlite_on_connect(connection, milliseconds))
+
+    def on_connect(connection: Any, record: Any) -> None:
+        _sqlite_on_connect(connection, milliseconds)
+        record.info[_BUSY_CONFIGURED] = record.info[_BUSY_NOW] = milliseconds
+
+    event.listen(engine.pool, "connect", on_connect)
     return engine
+
+
+_BUSY_CONFIGURED: Final = "veritee_busy_timeout_ms"
+_BUSY_NOW: Final = "veritee_busy_timeout_now_ms"
+#: How long a statement waits for another connection's lock where the caller may not block
+#: (on the event loop): other connections' write transactions take well under a millisecond,
+#: so this rides out an overlap; a lock held longer moves the step to a thread.
+NONBLOCKING_BUSY_MS: Final = 2
+#: SQLite's primary result codes for "another connection holds the lock".
+_SQLITE_BUSY_CODES: Final = frozenset({5, 6})
+
+
+@contextmanager
+def sqlite_wait_policy(conn: Connection, *, may_wait: bool) -> Iterator[None]:
+    """Inside, the SQLite connection waits for locks as configured (``may_wait``) or at most
+    :data:`NONBLOCKING_BUSY_MS`; a statement that meets a lock it may not wait out raises
+    :class:`veritee.blocking.WouldBlock`, and the call's transaction rolls back. The setting
+    stays on the pooled connection until a call wants the other one (no statement when it
+    already matches)."""
+    info = conn.connection.info
+    configured = int(info.get(_BUSY_CONFIGURED, 0))
+    wanted = configured if may_wait else min(configured, NONBLOCKING_BUSY_MS)
+    if info.get(_BUSY_NOW) != wanted:
+        conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout = {wanted}")  # type: ignore[union-attr]
+        info[_BUSY_NOW] = wanted
+    try:
+        yield
+    except sa_exc.OperationalError as exc:
+        code = getattr(exc.orig, "sqlite_errorcode", None)
+        if not may_wait and code is not None and code & 0xFF in _SQLITE_BUSY_CODES:
+            raise WouldBlock("the SQLite database is locked by another connection") from exc
+        raise
 
 
 def _create_private_file(path: Path) -> None:

@@ -20,7 +20,14 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Row, func, inspect, select
 
-from veritee.store.engine import SQLITE_BEGIN_WRITE, make_engine, parse_url, translated
+from veritee import blocking
+from veritee.store.engine import (
+    SQLITE_BEGIN_WRITE,
+    make_engine,
+    parse_url,
+    sqlite_wait_policy,
+    translated,
+)
 from veritee.store.errors import (
     InvalidRecordError,
     SessionStateError,
@@ -137,10 +144,24 @@ class Store:
         """A connection for one call. ``read`` and ``one``: each statement is atomic on its
         own (autocommit; one round trip on PostgreSQL); ``tx``: one transaction around several
         statements, which on SQLite takes the write lock up front."""
-        with translated(op), self._engines[mode].connect() as conn, conn.begin():
-            if mode == "tx" and not self._pg:
+        if self._pg:
+            with translated(op), self._engines[mode].connect() as conn, conn.begin():
+                yield conn
+            return
+        # SQLite: where the caller may not block (veritee.blocking), a lock is not waited for.
+        with translated(op), self._engines[mode].connect() as conn, \
+                sqlite_wait_policy(conn, may_wait=blocking.may_block()), conn.begin():
+            if mode == "tx":
                 conn.exec_driver_sql(SQLITE_BEGIN_WRITE)
             yield conn
+
+    @property
+    def embedded(self) -> bool:
+        """SQLite: statements are local file operations that wait only for another
+        connection's lock (so a caller that may not block can try them; see
+        :mod:`veritee.blocking`). False for PostgreSQL, where every statement is a network
+        round trip."""
+        return not self._pg
 
     # --- schema -------------------------------------------------------------------------------
 

@@ -250,8 +250,8 @@ class _OffLoop:
     that would ask a vendor service, raises ``WouldBlock`` before anything changed, and the
     step runs again in the worker's thread pool, where it may wait. Most steps never wait;
     a thread hop for each would cost about 1–2 ms of CPU per flow under load (the GIL passed
-    between the loop and the pool: ``veritee bench broker`` measured 0.08–0.09 of its
-    ceiling that way against 0.10–0.11 on the loop). With PostgreSQL every statement is a
+    between the loop and the pool: ``veritee bench broker`` measured 0.07–0.09 of its
+    ceiling that way against 0.09–0.11 on the loop). With PostgreSQL every statement is a
     network round trip, so steps always run in the pool."""
 
     def __init__(self, *, loop_first: bool) -> None:

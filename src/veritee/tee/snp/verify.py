@@ -352,10 +352,12 @@ class SnpVerifier:
                      signer: str, now: datetime) -> tuple[Crl, ...]:
         """AMD's CRL for ``product`` and ``signer``: cached or fetched (online, refreshed when
         out of date), cached (offline); none when it cannot be obtained."""
+        if collateral.offline:  # the cached CRL, however old (what kds.crl gives offline)
+            blob: bytes | None = collateral.cached(kds.crl_url(product, signer))
+            return self._cache.blob(blob)[1] if blob else ()
         try:
-            blob: bytes | None = kds.crl(
-                collateral, product, signer,
-                out_of_date=lambda cached: not self._usable_crl(cached, ark, now))
+            blob = kds.crl(collateral, product, signer,
+                           out_of_date=lambda cached: not self._usable_crl(cached, ark, now))
         except (CollateralMissingError, CollateralUnavailableError):
             blob = collateral.cached(kds.crl_url(product, signer))  # a refresh failed
         return self._cache.blob(blob)[1] if blob else ()

@@ -234,3 +234,11 @@ def test_any_field_of_any_endpoint_replaced(kbs: RunningBroker,
                       headers=_headers(kbs, admin))
     if r.status_code != 200:
         _assert_problem(r)
+
+
+@pytest.mark.parametrize("cookie", [b"\xc3\xa9.AAAA", b"\xff\xfe.AA", b"a.b.c"])
+def test_non_ascii_session_cookies_are_refused(kbs: RunningBroker, cookie: bytes) -> None:
+    for method, path in (("POST", "/kbs/v0/attest"), ("GET", "/kbs/v0/resource/a/b/c")):
+        r = httpx.request(method, kbs.url + path, content=b"{}", headers=[
+            (b"Content-Type", b"application/json"), (b"Cookie", b"kbs-session-id=" + cookie)])
+        _assert_problem(r)

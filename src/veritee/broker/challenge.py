@@ -66,7 +66,8 @@ class ChallengeSealer:
         Raises:
             ChallengeError: malformed, not sealed by this key, or expired at ``now``.
         """
-        if not isinstance(cookie, str) or len(cookie) > MAX_COOKIE or cookie.count(".") != 1:
+        if (not isinstance(cookie, str) or len(cookie) > MAX_COOKIE or not cookie.isascii()
+                or cookie.count(".") != 1):
             raise ChallengeError(NOT_OURS)
         encoded, _, mac = cookie.partition(".")
         given = b64url_decode(mac)

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import secrets
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from veritee.evidence import TsmReport
 from veritee.server.guards import TrustedProxies
 from veritee.tee.snp.evidence import TSM_PROVIDER
 from veritee.tee.snp.kds import KDS_BASE_URL
+from veritee.testing.network import SilentService
 from veritee.testing.snp import DEFAULT_MEASUREMENT, SnpEmulator
 
 INIT_DATA = 'version = "0.1.0"\nalgorithm = "{alg}"\n[data]\n"aa.toml" = "url = 1"\n'
@@ -227,39 +227,10 @@ def test_a_policy_that_cannot_evaluate_is_refused(kbs: RunningBroker, kind: str,
 # -- a vendor fetch for unverified input cannot stall the broker ------------------------------
 
 
-class _SilentVendor:
-    """A loopback 'vendor' that accepts connections and never answers, until closed."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self.accepted, self._stop = threading.Event(), threading.Event()
-        self._held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(OSError):
-                self._held.append(self._listener.accept()[0])
-                self.accepted.set()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._listener.close()
-        for conn in self._held:
-            conn.close()
-
-
 @pytest.fixture
-def vendor() -> Iterator[_SilentVendor]:
-    silent = _SilentVendor()
-    yield silent
-    silent.close()
+def vendor() -> Iterator[SilentService]:
+    with SilentService(backlog=16) as silent:
+        yield silent
 
 
 def _stranger_report(report_data: bytes) -> bytes:
@@ -281,7 +252,7 @@ def _post_attest(url: str, report: Callable[[bytes], bytes]) -> httpx.Response:
 
 
 def test_a_forged_report_waiting_on_the_vendor_does_not_stall_auth(
-        tmp_path: Path, vendor: _SilentVendor) -> None:
+        tmp_path: Path, vendor: SilentService) -> None:
     """The attack of issue 7 item 5: one forged /attest whose VCEK fetch hangs used to stall
     every request of the worker. Here /auth keeps answering while that fetch is still
     outstanding (the attest is still in flight when the /auth answers arrive)."""
@@ -309,7 +280,7 @@ def test_a_forged_report_waiting_on_the_vendor_does_not_stall_auth(
     (0x034, b"\x02\x00\x00\x00"),  # SIGNATURE_ALGO 2 (none exists)
     (0x04C, b"\x01"),                # a reserved byte that must be zero
 ], ids=["version", "signature-algo", "reserved"])
-def test_structural_checks_run_before_any_vendor_fetch(tmp_path: Path, vendor: _SilentVendor,
+def test_structural_checks_run_before_any_vendor_fetch(tmp_path: Path, vendor: SilentService,
                                                         offset: int, value: bytes) -> None:
     def malformed(report_data: bytes) -> bytes:
         report = bytearray(_stranger_report(report_data))

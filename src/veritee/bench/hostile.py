@@ -32,7 +32,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -54,6 +53,7 @@ from veritee.bench.core import BenchResult, Settings
 from veritee.broker.admin import mint_admin_token
 from veritee.encoding import b64url
 from veritee.tee import get_platform
+from veritee.testing.network import SilentService
 
 BAD_VALUES: tuple[Any, ...] = (
     "\udfff", "\ud800x", "a\udc00", json.loads("[" * 100 + "]" * 100),
@@ -239,38 +239,11 @@ def _attest_once(http: httpx.Client, guest: Any, *, forged: bool = False) -> htt
 # -- 3. forged reports against a silent KDS ---------------------------------------------------
 
 
-@contextlib.contextmanager
-def _black_hole() -> Iterator[str]:
-    """A loopback listener that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(128)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                held.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        server.close()
-
-
 def _forged_flood() -> dict[str, Any]:
     guest, _ = bench_broker.bench_platform(None).load("broker_guest")()
-    with _black_hole() as silent:
+    with SilentService() as vendor:
         overrides: dict[str, dict[str, Any]] = {"verification": {"offline": False,
-                                      "mirrors": [f"{guest.vendor_url}={silent}"]},
+                                      "mirrors": [f"{guest.vendor_url}={vendor.url}"]},
                      "limits": {"sessions_per_minute": 0}}
         with bench_broker.served_broker(1, overrides) as served, \
                 httpx.Client(base_url=served.url, timeout=60) as http:

@@ -14,6 +14,7 @@ Standard library and :mod:`veritee.binding` only (the descriptor is data).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -158,8 +159,10 @@ IMPORT_SLOTS: Final = ("verifier", "policy_native", "policy_input", "summary_for
                        "demo", "broker_guest")
 
 
+@functools.cache
 def load(target: str) -> Any:
-    """The attribute named by ``"module:attribute"`` (importing the module)."""
+    """The attribute named by ``"module:attribute"`` (importing the module once; the broker
+    resolves descriptor slots on every appraisal)."""
     module, sep, name = target.partition(":")
     if not sep or not module or not name:
         raise ValueError(f"{target!r} is not a 'module:attribute' import string")

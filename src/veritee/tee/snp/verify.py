@@ -139,6 +139,7 @@ class SnpVerifier:
     def _verify(self, snp: SnpEvidence, product: str | None, report_data: bytes | None,
                 collateral: CollateralSource, now: datetime) -> SnpClaims:
         report = snp.report
+        hint = product  # what the report itself says (CPUID fields), before the chain decides
         signer = _signer(report)
         pool = self._pool(snp, collateral)
         vek = self._find_vek(report, signer, product, pool, collateral)
@@ -146,7 +147,6 @@ class SnpVerifier:
         product = product or _product_from_vek(vek, info, pool)
         ark, intermediate = self._chain(vek, signer, product, pool, now)
         root = self._pinned[ark.sha256]
-        hint = product_hint(report)
         if hint is not None and hint != root.product:
             raise BindingError(
                 f"the report identifies a {hint} CPU but its {signer.upper()} chains to "

@@ -15,13 +15,13 @@ import typer
 import veritee
 from veritee.cli import main as cli_main
 from veritee.cli.help import readable_metavars
-from veritee.cli.main import COMMANDS, build_app, main
+from veritee.cli.main import COMMANDS, build_app, load, main
 from veritee.tee import platforms
 
 
 def expected_commands() -> set[str]:
-    """Every command module's command; ``measure`` only when a platform can be measured."""
-    names = {m.rsplit(".", 1)[-1] for m in COMMANDS}
+    """Every command of the table; ``measure`` only when a platform can be measured."""
+    names = {entry.name for entry in COMMANDS}
     if not any(p.measure for p in platforms()):
         names.discard("measure")
     return names
@@ -33,12 +33,25 @@ def test_every_command_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> 
     listed = {line.split()[1] for line in out.splitlines()
               if line.startswith("│ ") and len(line.split()) > 2}
     assert expected_commands() <= listed
+    squeezed = " ".join(out.replace("│", " ").split())
+    for entry in COMMANDS:
+        if entry.name in expected_commands():
+            assert f"{entry.name} {entry.help}" in squeezed
 
 
-def test_every_command_module_registers_something() -> None:
-    app = build_app()
-    names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
-    assert names == expected_commands()
+def test_every_command_module_registers_its_command() -> None:
+    for entry in COMMANDS:
+        command = load(entry)
+        if entry.name in expected_commands():
+            assert command is not None and command.name == entry.name, entry
+            assert command.help.strip(), entry
+        else:
+            assert command is None, f"{entry.name} registers a command no platform offers"
+
+
+def test_a_mistyped_command_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verifx"]) == 2
+    assert "Did you mean 'verify'?" in capsys.readouterr().err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,8 +102,9 @@ def test_console_entry_point_runs(tmp_path: Path) -> None:
 
 def _walk(command: Any, path: str = "veritee") -> Iterator[tuple[str, Any]]:
     yield path, command
-    for name, sub in getattr(command, "commands", {}).items():
-        yield from _walk(sub, f"{path} {name}")
+    ctx = click_context(command)
+    for name in getattr(command, "list_commands", lambda _ctx: [])(ctx):
+        yield from _walk(command.get_command(ctx, name), f"{path} {name}")
 
 
 def test_every_command_and_option_is_described_with_readable_metavars() -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from enum import IntEnum
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any
 
 from veritee.claims import to_jsonable
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class ExitCode(IntEnum):
@@ -25,10 +26,24 @@ class ExitCode(IntEnum):
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNDECIDED = (ExitCode.OK, ExitCode.REJECTED,
                                                       ExitCode.USAGE, ExitCode.UNDECIDED)
 
-#: Human output. Both consoles look up sys.stdout / sys.stderr when they print, so tests
-#: that capture the streams see everything.
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+#: Human output: ``stdout`` and ``stderr`` are rich consoles, made on first use (so a command
+#: that prints only JSON never imports rich). Both look up sys.stdout / sys.stderr when they
+#: print, so tests that capture the streams see everything.
+if TYPE_CHECKING:
+    stdout: Console
+    stderr: Console
+
+_CONSOLES = ("stdout", "stderr")
+
+
+def __getattr__(name: str) -> Console:
+    if name not in _CONSOLES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console  # noqa: PLC0415 - rich loads when something is printed
+
+    console = Console(stderr=name == "stderr", highlight=False)
+    globals()[name] = console
+    return console
 
 
 def prose(text: str) -> str:
@@ -36,6 +51,16 @@ def prose(text: str) -> str:
     square brackets kept as text (``[store] url`` is not markup)."""
     paragraphs = (escape(" ".join(p.split())) for p in text.strip().split("\n\n"))
     return "\n\n".join(paragraphs)
+
+
+_MARKUP = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
+
+def escape(text: str) -> str:
+    """``rich.markup.escape`` (square brackets that would open a tag are escaped), without
+    importing rich, which help text is built with before anything is printed."""
+    text = _MARKUP.sub(lambda m: f"{m[1]}{m[1]}\\{m[2]}", text)
+    return text + "\\" if text.endswith("\\") and not text.endswith("\\\\") else text
 
 
 def print_json(document: Any) -> None:

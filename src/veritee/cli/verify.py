@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import typer
 
-from veritee.cli import options, render
-from veritee.cli.output import ExitCode, error_object, print_json, prose, stderr, stdout
+from veritee.cli import options, output
+from veritee.cli.output import ExitCode, error_object, print_json, prose
 from veritee.collateral import CollateralSource, DirectoryCache, Fetcher
 from veritee.errors import MisuseError, UndecidedError, VeriteeError
 from veritee.evidence import MAX_EVIDENCE_BYTES, decode_evidence
@@ -170,6 +169,8 @@ def _exit_code(status: str) -> int:
 
 
 def default_cache_dir() -> Path:
+    import platformdirs  # noqa: PLC0415 - only when no --cache-dir is given
+
     return platformdirs.user_cache_path("veritee") / "collateral"
 
 
@@ -240,12 +241,15 @@ def read_evidence(path: Path) -> bytes:
 
 def show(outcome: Outcome) -> None:
     """The verdict line and a table of the main claims (usage errors go to stderr)."""
+    from veritee.cli import render  # noqa: PLC0415 - rich loads for human output only
+
     if outcome.status == "error":
         assert outcome.error is not None
-        stderr.print(f"veritee verify: {outcome.error['type']}: {outcome.error['detail']}",
-                     markup=False, soft_wrap=True)
+        error = outcome.error
+        output.stderr.print(f"veritee verify: {error['type']}: {error['detail']}",
+                            markup=False, soft_wrap=True)
         return
     style, word = _VERDICTS[outcome.status]
-    stdout.print(render.verdict(style, word, outcome.tee, outcome.error, outcome.claims))
+    output.stdout.print(render.verdict(style, word, outcome.tee, outcome.error, outcome.claims))
     if outcome.claims:
-        stdout.print(render.claims_table(outcome.tee, outcome.claims))
+        output.stdout.print(render.claims_table(outcome.tee, outcome.claims))

@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, TypeVar, get_args
+from typing import Any, Final, Literal, Protocol, TypeVar, get_args
 
 from veritee.store.errors import InvalidRecordError, ResourcePathError
 
@@ -69,6 +69,20 @@ class ReferenceValueRecord:
     expires: datetime | None
     version: int
     created_at: datetime
+
+
+class ReferenceValueInput(Protocol):
+    """What :meth:`Store.put_reference_records` writes: the appraisal layer's
+    ``ReferenceValue`` and :class:`ReferenceValueRecord` both are one."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def values(self) -> list[Any]: ...
+    @property
+    def provenance(self) -> str: ...
+    @property
+    def expires(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,13 @@ Types that differ by dialect:
 The audit log is append-only: triggers on both dialects refuse ``UPDATE`` and ``DELETE``
 (and ``TRUNCATE`` on PostgreSQL). Pruning it needs a deliberate, privileged act outside the
 application: drop the trigger, delete, recreate the trigger.
+
+Versions:
+
+1. the initial schema;
+2. paging and change tracking: the audit log is indexed by ``(at, id)`` and ``(kind, at, id)``
+   (its listing order, so every page is one index range) instead of ``at`` and ``(kind, id)``;
+   ``reference_value_changes`` records each put and delete of a reference value.
 """
 
 from __future__ import annotations
@@ -174,8 +181,21 @@ audit_log = Table(
     Column("failed_rules", JSON, nullable=False),
     Column("detail", JSON, nullable=False),
     CheckConstraint("kind IN ('attest', 'release', 'refuse', 'admin')", name="audit_log_kind"),
+    # The indexes of version 1; version 2 replaces them (see _V2_AUDIT_INDEXES).
     Index("audit_log_at", "at"),
     Index("audit_log_kind_id", "kind", "id"),
+)
+
+#: One row per put or delete of a reference value, numbered in commit order (version 2): a
+#: cache reloads only the names changed since the sequence number it last saw. SQLite's
+#: AUTOINCREMENT never reuses a number, even after the newest rows are deleted.
+reference_value_changes = Table(
+    "reference_value_changes",
+    metadata,
+    Column("seq", _ID, primary_key=True, autoincrement=True),
+    Column("name", _NAME, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 settings = Table(
@@ -228,9 +248,28 @@ def _v1_initial(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+#: The audit log's indexes from version 2 on: its listing order is ``(at, id)`` descending,
+#: so a page (with a kind, a time window, a cursor) is one range of one index, read in order.
+_V2_AUDIT_INDEXES: Final = (
+    "CREATE INDEX audit_log_at_id ON audit_log (at, id)",
+    "CREATE INDEX audit_log_kind_at_id ON audit_log (kind, at, id)",
+    "DROP INDEX audit_log_at",
+    "DROP INDEX audit_log_kind_id",
+)
+
+
+def _v2_paging(conn: Connection) -> None:
+    for ddl in _V2_AUDIT_INDEXES:
+        conn.exec_driver_sql(ddl)
+    reference_value_changes.create(conn)
+
+
 Migration = tuple[int, str, Callable[[Connection], None]]
 
-MIGRATIONS: Final[tuple[Migration, ...]] = ((1, "initial schema", _v1_initial),)
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    (1, "initial schema", _v1_initial),
+    (2, "audit log indexed in listing order; reference-value changes", _v2_paging),
+)
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

@@ -22,11 +22,13 @@ from sqlalchemy import (
     bindparam,
     delete,
     false,
+    func,
     insert,
     literal,
     or_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -37,6 +39,7 @@ from veritee.store.schema import (
     audit_log,
     policies,
     policy_heads,
+    reference_value_changes,
     reference_value_heads,
     reference_values,
     resources,
@@ -47,6 +50,16 @@ from veritee.store.schema import (
 
 def _now(name: str = "p_now") -> Any:
     return bindparam(name, type_=UTCDateTime())
+
+
+def _limit() -> Any:
+    return bindparam("p_limit", type_=Integer())
+
+
+def _after(name: str = "p_after") -> Any:
+    """A keyset cursor: the last key of the previous page (``""`` for the first page, which
+    sorts before every non-empty key on both backends)."""
+    return bindparam(name, type_=String())
 
 
 class Statements:
@@ -61,6 +74,8 @@ class Statements:
         self._settings(upsert)
         self.audit_insert: Insert = insert(audit_log).returning(audit_log.c.id)
         self.audit_insert_many: Insert = insert(audit_log)
+        self.audit_at: Select[Any] = select(audit_log.c.at).where(
+            audit_log.c.id == bindparam("p_id", type_=Integer()))
 
     # --- sessions ---------------------------------------------------------------------------
 
@@ -107,7 +122,12 @@ class Statements:
             )
         )
         self.session_delete: Delete = delete(sessions).where(sid)
-        self.session_purge: Delete = delete(sessions).where(sessions.c.expires_at <= _now())
+        # One bounded batch, oldest first along the sessions_expires_at index.
+        expired = (select(sessions.c.id).where(sessions.c.expires_at <= _now())
+                   .order_by(sessions.c.expires_at)
+                   .limit(bindparam("p_batch", type_=Integer())))
+        self.session_purge: Delete = delete(sessions).where(
+            sessions.c.id.in_(expired.scalar_subquery()))
 
     # --- resources --------------------------------------------------------------------------
 
@@ -127,7 +147,9 @@ class Statements:
         self.resource_get, self.resource_all, self.resource_reseal = _sealed(
             resources, resources.c.path, path)
         self.resource_delete: Delete = delete(resources).where(path)
-        self.resource_list: Select[Any] = select(resources.c.path).order_by(resources.c.path)
+        self.resource_page: Select[Any] = (
+            select(resources.c.path).where(resources.c.path > _after())
+            .order_by(resources.c.path).limit(_limit()))
 
     # --- versioned policies and reference values ----------------------------------------------
 
@@ -159,27 +181,50 @@ class Statements:
         self.policy_version: Select[Any] = select(policies).where(
             kind, pid, policies.c.version == bindparam("p_version", type_=Integer())
         )
-        self.policy_list_all: Select[Any] = latest_policies.order_by(
-            policies.c.kind, policies.c.policy_id
-        )
-        self.policy_list_kind: Select[Any] = self.policy_list_all.where(kind)
+        # Pages walk the head rows in key order (their primary key) and look up each latest
+        # version: a page costs its size, whatever the number of policies.
+        self.policy_page_all: Select[Any] = (
+            latest_policies
+            .where(tuple_(policy_heads.c.kind, policy_heads.c.policy_id)
+                   > tuple_(_after("p_after_kind"), _after()))
+            .order_by(policy_heads.c.kind, policy_heads.c.policy_id).limit(_limit()))
+        self.policy_page_kind: Select[Any] = (
+            latest_policies
+            .where(policy_heads.c.kind == bindparam("p_kind", type_=String()),
+                   policy_heads.c.policy_id > _after())
+            .order_by(policy_heads.c.policy_id).limit(_limit()))
 
+        self._reference_values()
+
+    def _reference_values(self) -> None:
         name = reference_values.c.name == bindparam("p_name", type_=String())
+        head = reference_value_heads.c.name
+        live = or_(reference_values.c.expires.is_(None), reference_values.c.expires > _now())
         self.rv_insert: Insert = insert(reference_values)
-        latest_rvs = (
-            select(reference_values)
-            .join(
-                reference_value_heads,
-                (reference_value_heads.c.name == reference_values.c.name)
-                & (reference_value_heads.c.latest == reference_values.c.version),
-            )
-            .order_by(reference_values.c.name)
+        latest_rvs = select(reference_values).join(
+            reference_value_heads,
+            (head == reference_values.c.name)
+            & (reference_value_heads.c.latest == reference_values.c.version),
         )
-        self.rv_list_all: Select[Any] = latest_rvs
-        self.rv_list_live: Select[Any] = latest_rvs.where(
-            or_(reference_values.c.expires.is_(None), reference_values.c.expires > _now())
-        )
+        self.rv_list_all: Select[Any] = latest_rvs.order_by(head)
+        self.rv_list_live: Select[Any] = self.rv_list_all.where(live)
+        page = latest_rvs.where(head > _after()).order_by(head).limit(_limit())
+        self.rv_page_all: Select[Any] = page
+        self.rv_page_live: Select[Any] = page.where(live)
+        one = latest_rvs.where(head == bindparam("p_name", type_=String()))
+        self.rv_get_all: Select[Any] = one
+        self.rv_get_live: Select[Any] = one.where(live)
+        self.rv_for_live: Select[Any] = latest_rvs.where(
+            head.in_(bindparam("p_names", expanding=True)), live)
         self.rv_delete: Delete = delete(reference_values).where(name)
+        changes = reference_value_changes.c
+        self.rv_change_insert: Insert = insert(reference_value_changes)
+        self.rv_change_latest: Select[Any] = select(func.coalesce(func.max(changes.seq), 0))
+        self.rv_changed_since: Select[Any] = (
+            select(changes.name).distinct()
+            .where(changes.seq > bindparam("p_after", type_=Integer()),
+                   changes.seq <= bindparam("p_latest", type_=Integer()))
+            .order_by(changes.name))
 
     # --- settings ---------------------------------------------------------------------------
 

@@ -12,13 +12,15 @@ only records it, keeps the session state machine consistent and keeps secrets se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from sqlalchemy import Connection, Engine, Row, func, inspect, select
+from sqlalchemy import Connection, Engine, Integer, Row, bindparam, func, inspect, select, tuple_
 
 from veritee import blocking
 from veritee.store.engine import (
@@ -42,6 +44,7 @@ from veritee.store.records import (
     SESSION_STATES,
     AuditEvent,
     PolicyRecord,
+    ReferenceValueInput,
     ReferenceValueRecord,
     Session,
     check_json,
@@ -56,14 +59,32 @@ from veritee.store.schema import (
     MIGRATION_LOCK_KEY,
     MIGRATIONS,
     SCHEMA_VERSION,
+    UTCDateTime,
     audit_log,
+    reference_value_changes,
     schema_version,
 )
 from veritee.store.sealing import Sealer, resource_aad, setting_aad
 from veritee.store.statements import Statements
 
 Mode = Literal["read", "one", "tx"]
-MAX_AUDIT_PAGE = 10_000
+#: Largest page any listing returns (the admin API asks for at most 1,000 and one more).
+MAX_PAGE: Final = 10_000
+#: Page of a listing whose caller names no ``limit``.
+DEFAULT_PAGE: Final = 100
+#: Sessions one purge statement deletes; each batch is its own short transaction.
+PURGE_BATCH: Final = 2000
+#: Shortest pause between purge batches. On SQLite the purge also pauses as long as its last
+#: batch took, so it holds the write lock at most half the time and a writer polling for it
+#: (SQLite's busy handler retries after 1, 2, 5, 10 ... 100 ms) gets it within a few tries.
+PURGE_PAUSE_S: Final = 0.002
+#: Names per ``IN (...)`` of :meth:`Store.reference_values_for` (well below SQLite's 32,766
+#: parameters and PostgreSQL's 65,535).
+IN_BATCH: Final = 500
+#: Locks out other writers of reference-value changes until commit, so that on PostgreSQL
+#: change numbers become visible in order (readers are not blocked). SQLite's
+#: ``BEGIN IMMEDIATE`` serializes writers already.
+_PG_LOCK_CHANGES: Final = f"LOCK TABLE {reference_value_changes.name} IN EXCLUSIVE MODE"
 
 
 class Store:
@@ -305,10 +326,32 @@ class Store:
         with self._tx("delete_session", "one") as conn:
             return conn.execute(self._q.session_delete, {"p_id": session_id}).rowcount > 0
 
-    def purge_expired(self, *, now: datetime) -> int:
-        """Delete every session expired at ``now``; returns how many."""
-        with self._tx("purge_expired", "one") as conn:
-            return conn.execute(self._q.session_purge, {"p_now": utc(now, "now")}).rowcount
+    def purge_expired(self, *, now: datetime, batch: int = PURGE_BATCH,
+                      max_seconds: float | None = None) -> int:
+        """Delete the sessions expired at ``now`` (``expires_at <= now``), oldest first, in
+        statements of at most ``batch`` rows; returns how many were deleted.
+
+        Each batch is its own short transaction (a few milliseconds on SQLite), and the
+        purge pauses between batches (:data:`PURGE_PAUSE_S`, or as long as the batch took),
+        so writers waiting for the lock get it: a backlog of a million expired sessions
+        never holds the lock near the busy timeout. With ``max_seconds`` the purge stops
+        after the batch that reaches it; the next call goes on where it stopped. Blocks the
+        calling thread for the whole purge: run it in a thread (the server does)."""
+        params = {"p_now": utc(now, "now"), "p_batch": _page_limit(batch, "batch")}
+        _check_budget(max_seconds)
+        started = time.monotonic()
+        total = 0
+        while True:
+            before = time.monotonic()
+            with self._tx("purge_expired", "one") as conn:
+                deleted = int(conn.execute(self._q.session_purge, params).rowcount)
+            total += deleted
+            after = time.monotonic()
+            if deleted < batch or (max_seconds is not None and after - started >= max_seconds):
+                return total
+            # SQLite: waiting writers poll for the lock, so leave it free as long as it was
+            # held. PostgreSQL locks rows, not the table: a short pause is enough.
+            time.sleep(PURGE_PAUSE_S if self._pg else max(PURGE_PAUSE_S, after - before))
 
     # --- resources ----------------------------------------------------------------------------
 
@@ -347,9 +390,13 @@ class Store:
             params = {"p_path": check_resource_path(path)}
             return conn.execute(self._q.resource_delete, params).rowcount > 0
 
-    def list_resources(self) -> list[str]:
+    def list_resources(self, *, limit: int = DEFAULT_PAGE, after: str | None = None
+                       ) -> list[str]:
+        """A page of resource paths in path order: the first ``limit`` after the path
+        ``after`` (the last one of the previous page; ``None`` for the first page)."""
+        params = {"p_limit": _page_limit(limit), "p_after": _after(after)}
         with self._tx("list_resources", "read") as conn:
-            return list(conn.execute(self._q.resource_list).scalars())
+            return list(conn.execute(self._q.resource_page, params).scalars())
 
     def rewrap_all(self, new_kek: bytes) -> int:
         """Reseal every resource and setting under ``new_kek`` in one transaction, and use it
@@ -410,12 +457,24 @@ class Store:
             row = conn.execute(stmt, params).first()
         return None if row is None else _policy(row)
 
-    def list_policies(self, kind: str | None = None) -> list[PolicyRecord]:
-        """The latest version of each policy (of ``kind`` if given), by kind then id."""
+    def list_policies(self, kind: str | None = None, *, limit: int = DEFAULT_PAGE,
+                      after: str | tuple[str, str] | None = None) -> list[PolicyRecord]:
+        """A page of the latest version of each policy, by kind then id: the first ``limit``
+        after the cursor ``after`` — with ``kind``, the policy id of the previous page's last
+        record; without, its ``(kind, policy_id)``; ``None`` for the first page."""
+        params: dict[str, Any] = {"p_limit": _page_limit(limit)}
         if kind is None:
-            stmt, params = self._q.policy_list_all, {}
+            if after is not None and not (isinstance(after, tuple) and len(after) == 2):
+                raise InvalidRecordError("listing every kind, the cursor is (kind, policy_id)")
+            after_kind, after_id = after or (None, None)
+            stmt = self._q.policy_page_all
+            params |= {"p_after_kind": _after(after_kind), "p_after": _after(after_id)}
         else:
-            stmt, params = self._q.policy_list_kind, {"p_kind": kind}
+            if after is not None and not isinstance(after, str):
+                raise InvalidRecordError("listing one kind, the cursor is a policy id")
+            stmt = self._q.policy_page_kind
+            params |= {"p_kind": check_member(kind, POLICY_KINDS, "policy kind"),
+                       "p_after": _after(after)}
         with self._tx("list_policies", "read") as conn:
             return [_policy(row) for row in conn.execute(stmt, params)]
 
@@ -431,41 +490,139 @@ class Store:
         now: datetime,
     ) -> int:
         """Store ``values`` (JSON values) as the next version of ``name``; returns it."""
-        if not isinstance(values, list):
-            raise InvalidRecordError(
-                f"reference values must be a list, got {type(values).__name__}"
-            )
-        head = {"name": check_name(name, "reference value name")}
-        row = {
-            **head,
-            "values_json": check_json(values, "reference values"),
-            "provenance": provenance,
-            "expires": utc_or_none(expires, "expires"),
-            "created_at": utc(now, "now"),
-        }
-        with self._tx("put_reference_value") as conn:
-            version = int(conn.execute(self._q.rv_bump, head).scalar_one())
-            conn.execute(self._q.rv_insert, {**row, "version": version})
-        return version
+        return self.put_reference_values({name: values}, provenance=provenance,
+                                         expires=expires, now=now)[name]
+
+    def put_reference_values(
+        self,
+        items: Mapping[str, list[Any]],
+        *,
+        provenance: str,
+        expires: datetime | None,
+        now: datetime,
+    ) -> dict[str, int]:
+        """Store each ``name: values`` of ``items`` as the next version of that name, in one
+        transaction (all or none); returns ``{name: new version}``."""
+        return self.put_reference_records(
+            [_Entry(name, values, provenance, expires) for name, values in items.items()],
+            now=now)
+
+    def put_reference_records(self, entries: Iterable[ReferenceValueInput], *,
+                              now: datetime) -> dict[str, int]:
+        """Store each entry (name, values, provenance, expires: the appraisal layer's
+        ``ReferenceValue`` or a :class:`ReferenceValueRecord`) as the next version of its
+        name, in one transaction; returns ``{name: new version}`` (an entry repeating a name
+        is one more version). Every entry is checked before anything is written."""
+        stamp = utc(now, "now")
+        rows = [_rv_row(entry, stamp) for entry in entries]
+        versions: dict[str, int] = {}
+        if not rows:
+            return versions
+        with self._tx("put_reference_values") as conn:
+            self._lock_changes(conn)
+            for row in rows:
+                head = {"name": row["name"]}
+                version = int(conn.execute(self._q.rv_bump, head).scalar_one())
+                conn.execute(self._q.rv_insert, {**row, "version": version})
+                versions[row["name"]] = version
+            conn.execute(self._q.rv_change_insert,
+                         [{"name": row["name"], "changed_at": stamp} for row in rows])
+        return versions
 
     def get_reference_values(self, *, now: datetime) -> dict[str, list[Any]]:
         """``{name: values}`` from the latest version of each name, leaving out names whose
-        latest version has expired (a superseded version never comes back)."""
-        return {r.name: r.values for r in self.list_reference_values(now=now)}
+        latest version has expired (a superseded version never comes back). One statement,
+        every name: for a cache that loads them all (see :meth:`reference_changes`)."""
+        with self._tx("get_reference_values", "read") as conn:
+            rows = conn.execute(self._q.rv_list_live, {"p_now": utc(now, "now")})
+            return {row.name: list(row.values_json) for row in rows}
 
-    def list_reference_values(self, *, now: datetime | None = None) -> list[ReferenceValueRecord]:
-        """The latest version of each name, by name; with ``now``, only those not expired."""
+    def get_reference_value(self, name: str, *, now: datetime | None = None
+                            ) -> ReferenceValueRecord | None:
+        """The latest version of ``name``, ``None`` if there is none or (with ``now``) it
+        has expired; one point query."""
+        params: dict[str, Any] = {"p_name": check_name(name, "reference value name")}
         if now is None:
-            stmt, params = self._q.rv_list_all, {}
+            stmt = self._q.rv_get_all
         else:
-            stmt, params = self._q.rv_list_live, {"p_now": utc(now, "now")}
+            stmt, params["p_now"] = self._q.rv_get_live, utc(now, "now")
+        with self._tx("get_reference_value", "read") as conn:
+            row = conn.execute(stmt, params).first()
+        return None if row is None else _reference_value(row)
+
+    def list_reference_values(self, *, now: datetime | None = None, limit: int = DEFAULT_PAGE,
+                              after: str | None = None) -> list[ReferenceValueRecord]:
+        """A page of the latest version of each name, by name: the first ``limit`` after the
+        name ``after`` (``None``: the first page); with ``now``, only those not expired."""
+        params: dict[str, Any] = {"p_limit": _page_limit(limit), "p_after": _after(after)}
+        if now is None:
+            stmt = self._q.rv_page_all
+        else:
+            stmt, params["p_now"] = self._q.rv_page_live, utc(now, "now")
         with self._tx("list_reference_values", "read") as conn:
             return [_reference_value(row) for row in conn.execute(stmt, params)]
 
+    def iter_reference_values(self, *, now: datetime | None = None, page: int = 1000
+                              ) -> Iterator[ReferenceValueRecord]:
+        """Every latest version (with ``now``, every live one), by name, read a page at a
+        time (each page its own read: a name changed meanwhile shows either version)."""
+        after = None
+        while True:
+            records = self.list_reference_values(now=now, limit=page, after=after)
+            yield from records
+            if len(records) < page:
+                return
+            after = records[-1].name
+
+    def reference_values_for(self, names: Iterable[str], *, now: datetime
+                             ) -> dict[str, ReferenceValueRecord]:
+        """The latest live version of each of ``names`` that has one (read with ``IN``
+        lists of :data:`IN_BATCH` names): what a cache reloads for the names
+        :meth:`reference_changes` reported. A name left out was deleted or has expired."""
+        if isinstance(names, str):
+            raise InvalidRecordError("names must be an iterable of names, not one string")
+        wanted = sorted({check_name(name, "reference value name") for name in names})
+        found: dict[str, ReferenceValueRecord] = {}
+        params: dict[str, Any] = {"p_now": utc(now, "now")}
+        with self._tx("reference_values_for", "read") as conn:
+            for start in range(0, len(wanted), IN_BATCH):
+                params["p_names"] = wanted[start:start + IN_BATCH]
+                for row in conn.execute(self._q.rv_for_live, params):
+                    found[row.name] = _reference_value(row)
+        return found
+
+    def reference_changes(self, after: int) -> tuple[int, list[str]]:
+        """``(latest, names)``: the latest change number, and the distinct names put or
+        deleted by changes numbered above ``after`` (by name). Every put and delete takes a
+        number in the transaction that makes it, in commit order, so a cache that loaded
+        everything after reading ``latest`` (``reference_changes(0)`` on a fresh store is
+        ``(0, [])``) stays current by reloading :meth:`reference_values_for` these names.
+        An indexed range: the cost is the number of changes, not of names. Expiry is not a
+        change (records carry ``expires``). ``latest < after`` means the numbering went
+        back (a database restored from a backup): reload everything."""
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InvalidRecordError(f"after is {after!r}, expected a change number >= 0")
+        with self._tx("reference_changes", "read") as conn:
+            latest = int(conn.execute(self._q.rv_change_latest).scalar_one())
+            if latest <= after:
+                return latest, []
+            params = {"p_after": after, "p_latest": latest}
+            return latest, list(conn.execute(self._q.rv_changed_since, params).scalars())
+
     def delete_reference_value(self, name: str) -> bool:
-        """Delete every version of ``name``; a later put continues the version count."""
-        with self._tx("delete_reference_value", "one") as conn:
-            return conn.execute(self._q.rv_delete, {"p_name": name}).rowcount > 0
+        """Delete every version of ``name`` (a change, when there was one); a later put
+        continues the version count."""
+        params = {"p_name": check_name(name, "reference value name")}
+        with self._tx("delete_reference_value") as conn:
+            self._lock_changes(conn)
+            if conn.execute(self._q.rv_delete, params).rowcount == 0:
+                return False
+            conn.execute(self._q.rv_change_insert, {"name": name, "changed_at": self._clock()})
+        return True
+
+    def _lock_changes(self, conn: Connection) -> None:
+        if self._pg:
+            conn.exec_driver_sql(_PG_LOCK_CHANGES)
 
     # --- audit log ----------------------------------------------------------------------------
 
@@ -497,19 +654,50 @@ class Store:
                 conn.execute(self._q.audit_insert_many, list(rows))
 
     def list_audit(
-        self, *, limit: int = 100, kind: str | None = None, since: datetime | None = None
+        self,
+        *,
+        limit: int = 100,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
     ) -> list[AuditEvent]:
-        """The newest ``limit`` events (newest first), of ``kind`` and at or after ``since``
-        if given."""
-        if not 1 <= limit <= MAX_AUDIT_PAGE:
-            raise InvalidRecordError(f"limit is {limit}, expected 1..{MAX_AUDIT_PAGE}")
-        stmt = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        """A page of audit events, newest first: by ``at`` descending, then by id (the
+        order of appending) descending.
+
+        ``kind`` keeps one kind; ``since`` (inclusive) and ``until`` (exclusive) bound
+        ``at``; ``before`` is the id of the last event of the previous page (the cursor):
+        the page continues after it in this order, so an event appended later never shifts
+        a page. An unknown ``before`` is :class:`InvalidRecordError`. Every combination is
+        one range of the ``(at, id)`` or ``(kind, at, id)`` index, read in order: a page
+        costs its size, whatever the size of the log."""
+        stmt = select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
+        stmt = stmt.limit(_page_limit(limit))
         if kind is not None:
             stmt = stmt.where(audit_log.c.kind == check_member(kind, AUDIT_KINDS, "audit kind"))
         if since is not None:
             stmt = stmt.where(audit_log.c.at >= utc(since, "since"))
+        upper = None if until is None else utc(until, "until")
         with self._tx("list_audit", "read") as conn:
+            if before is not None:
+                cursor_at = self._audit_at(conn, before)
+                if upper is None or cursor_at < upper:  # the cursor bounds the range alone
+                    upper = None
+                    stmt = stmt.where(tuple_(audit_log.c.at, audit_log.c.id) < tuple_(
+                        bindparam("p_cursor_at", cursor_at, type_=UTCDateTime()),
+                        bindparam("p_cursor_id", before, type_=Integer())))
+            if upper is not None:
+                stmt = stmt.where(audit_log.c.at < upper)
             return [_audit(row) for row in conn.execute(stmt)]
+
+    def _audit_at(self, conn: Connection, event_id: int) -> datetime:
+        if isinstance(event_id, bool) or not isinstance(event_id, int) or event_id < 1:
+            raise InvalidRecordError(f"before is {event_id!r}, expected an audit event id")
+        at = conn.execute(self._q.audit_at, {"p_id": event_id}).scalar()
+        if at is None:
+            raise InvalidRecordError(f"before is {event_id}, which is no audit event")
+        stamp: datetime = at
+        return stamp
 
     # --- settings -----------------------------------------------------------------------------
 
@@ -560,6 +748,51 @@ class Store:
             row.key_id, row.nonce, row.ciphertext, setting_aad(key), what=f"setting {key}"
         )
         return plain.decode()
+
+
+# --- arguments -----------------------------------------------------------------------------------
+
+
+def _page_limit(limit: int, what: str = "limit") -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidRecordError(f"{what} is {limit!r}, expected 1..{MAX_PAGE}")
+    return limit
+
+
+def _check_budget(seconds: float | None) -> None:
+    if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
+        raise InvalidRecordError(f"max_seconds is {seconds!r}, expected > 0 or None")
+
+
+def _after(cursor: str | None) -> str:
+    """A keyset cursor: a name (``""``, which sorts first on both backends, for none)."""
+    return "" if cursor is None else check_name(cursor, "cursor")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A reference value to write, from :meth:`Store.put_reference_values`' arguments."""
+
+    name: str
+    values: list[Any]
+    provenance: str
+    expires: datetime | None
+
+
+def _rv_row(entry: ReferenceValueInput, stamp: datetime) -> dict[str, Any]:
+    """A ``reference_values`` row (without its version), every field checked."""
+    values = entry.values
+    if not isinstance(values, list):
+        raise InvalidRecordError(f"reference values must be a list, got {type(values).__name__}")
+    if not isinstance(entry.provenance, str):
+        raise InvalidRecordError("reference-value provenance must be text")
+    return {
+        "name": check_name(entry.name, "reference value name"),
+        "values_json": check_json(values, "reference values"),
+        "provenance": entry.provenance,
+        "expires": utc_or_none(entry.expires, "expires"),
+        "created_at": stamp,
+    }
 
 
 # --- rows -> records ----------------------------------------------------------------------------

@@ -31,6 +31,10 @@ generates when no admin key is configured).
 Every command prints a short human answer, or with --json the broker's JSON answer. Exit
 status: 0 done; 1 the broker refused (its reason is printed); 3 the broker could not be
 reached; 2 bad usage.
+
+Listings (reference-values, audit) come a page at a time: --limit N per page; when there is
+more, the cursor of the next page is printed on stderr, to pass as --cursor; --all follows
+the cursors to the end.
 """
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -48,6 +52,10 @@ JSON = Annotated[bool, typer.Option("--json", help="Print the broker's JSON answ
 PATH = Annotated[str, typer.Argument(metavar="PATH", show_default=False,
                                      help="Resource path: repository/type/tag.")]
 FILE = Annotated[Path, typer.Argument(metavar="FILE", show_default=False, help="The file.")]
+CURSOR = Annotated[str | None, typer.Option(
+    "--cursor", metavar="CURSOR", show_default=False,
+    help="Start at this page: the cursor printed after the previous one.")]
+ALL = Annotated[bool, typer.Option("--all", help="Follow the cursors: every page.")]
 
 
 @dataclass(frozen=True)
@@ -157,17 +165,20 @@ def add_reference_values(*, file: FILE, url: URL = None, token: TOKEN = None,
 
 
 def reference_values(*, url: URL = None, token: TOKEN = None, data_dir: DATA_DIR = None,
+                     limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, max=1000,
+                                                        help="Names per page.")] = 100,
+                     cursor: CURSOR = None, every: ALL = False,
                      json_output: JSON = False) -> None:
-    """List the reference values the broker holds."""
+    """List the reference values the broker holds (live ones, by name)."""
     target = Target(url, token, data_dir, json_output)
-    records = _call(target, "GET", "/kbs/v0/reference-value")
+    records = _pages(target, "/kbs/v0/reference-value", {"limit": limit}, cursor, every)
     if json_output:
         print_json(records)
         return
     table = Table(title="reference values", header_style="bold")
     for column in ("name", "values", "version", "expires", "provenance"):
         table.add_column(column, overflow="fold")
-    for record in records if isinstance(records, list) else []:
+    for record in records:
         table.add_row(*(escape(_cell(record.get(c))) for c in
                         ("name", "values", "version", "expires", "provenance")))
     stdout.print(table)
@@ -175,22 +186,30 @@ def reference_values(*, url: URL = None, token: TOKEN = None, data_dir: DATA_DIR
 
 def audit(*, url: URL = None, token: TOKEN = None, data_dir: DATA_DIR = None,
           limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, max=1000,
-                                             help="How many events, newest first.")] = 50,
+                                             help="Events per page, newest first.")] = 50,
           kind: Annotated[str | None, typer.Option(
               "--kind", metavar="KIND", show_default=False,
               help="Only events of this kind: attest, release, refuse or admin.")] = None,
-          json_output: JSON = False) -> None:
+          since: Annotated[str | None, typer.Option(
+              "--since", metavar="TIME", show_default=False,
+              help="Only events at or after TIME (ISO-8601 with a timezone, e.g. "
+                   "2026-05-01T00:00:00Z).")] = None,
+          until: Annotated[str | None, typer.Option(
+              "--until", metavar="TIME", show_default=False,
+              help="Only events before TIME (ISO-8601 with a timezone).")] = None,
+          cursor: CURSOR = None, every: ALL = False, json_output: JSON = False) -> None:
     """Print the newest audit events (who, what, verdict, failed rules)."""
     target = Target(url, token, data_dir, json_output)
-    params: dict[str, Any] = {"limit": limit, **({"kind": kind} if kind else {})}
-    events = _call(target, "GET", "/kbs/v0/audit", params=params)
+    params: dict[str, Any] = {"limit": limit, "kind": kind, "since": since, "until": until}
+    events = _pages(target, "/kbs/v0/audit",
+                    {k: v for k, v in params.items() if v is not None}, cursor, every)
     if json_output:
         print_json(events)
         return
     table = Table(title="audit log (newest first)", header_style="bold")
     for column in ("at (UTC)", "kind", "tee", "subject", "resource", "verdict", "failed rules"):
         table.add_column(column, overflow="fold", no_wrap=column == "at (UTC)")
-    for event in events if isinstance(events, list) else []:
+    for event in events:
         at = str(event.get("at") or "")[:19].replace("T", " ")
         table.add_row(escape(at), *(escape(_cell(event.get(c))) for c in
                                     ("kind", "tee", "subject", "resource", "verdict",
@@ -221,8 +240,32 @@ def _mint(key: Path | None, data_dir: Path, role: str, lifetime: timedelta) -> s
         raise typer.Exit(ExitCode.USAGE) from exc
 
 
+def _pages(target: Target, path: str, params: dict[str, Any], cursor: str | None,
+           every: bool) -> list[Any]:
+    """The items of one page of a listing (from ``cursor``), or with ``every`` of all pages
+    from there. The cursor of a page not fetched is printed on stderr."""
+    items: list[Any] = []
+    seen: set[str] = set()
+    while True:
+        body, headers = _exchange(target, "GET", path,
+                                  params={**params, **({"cursor": cursor} if cursor else {})})
+        items.extend(body if isinstance(body, list) else [])
+        cursor = headers.get("x-next-cursor")
+        if not cursor or cursor in seen:
+            return items
+        if not every:
+            stderr.print(f"more: --cursor {cursor} (or --all)", markup=False, soft_wrap=True)
+            return items
+        seen.add(cursor)
+
+
 def _call(target: Target, method: str, path: str, **kwargs: Any) -> Any:
     """The broker's JSON answer; exits 1 on a refusal and 3 when it cannot be reached."""
+    return _exchange(target, method, path, **kwargs)[0]
+
+
+def _exchange(target: Target, method: str, path: str, **kwargs: Any) -> tuple[Any, Any]:
+    """The broker's JSON answer and the response headers (as :func:`_call`)."""
     import httpx  # noqa: PLC0415 - HTTP loads only for commands that need it
 
     url = target.base_url()
@@ -242,7 +285,7 @@ def _call(target: Target, method: str, path: str, **kwargs: Any) -> Any:
         _fail(target, ExitCode.REJECTED,
               f"the broker refused {method} {path}: HTTP {response.status_code} "
               f"{variant}: {detail or body}", body)
-    return body
+    return body, response.headers
 
 
 def _done(target: Target, body: Any, line: str) -> None:

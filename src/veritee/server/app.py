@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -21,7 +22,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar, cast
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,12 +42,12 @@ from veritee.broker.service import Broker
 from veritee.collateral import CollateralSource, DirectoryCache
 from veritee.collateral.fetch import HttpFetcher
 from veritee.collateral.gate import FetchGate
-from veritee.encoding import b64url
+from veritee.encoding import b64url, b64url_decode
 from veritee.errors import VeriteeError
 from veritee.ratelimit import TokenBuckets
 from veritee.server.guards import BodyGuard, TrustedProxies
 from veritee.server.protocol import STATE_KEY as HTTP_LIMITS
-from veritee.store import AuditWriter, Store
+from veritee.store import AuditKind, AuditWriter, Store
 from veritee.tee import tee_names
 
 log = logging.getLogger("veritee.broker")
@@ -364,6 +365,25 @@ def _add_admin_routes(app: FastAPI, broker: Broker) -> None:
         broker.delete_resource(_resource_path(repository, kind, tag), who=who.subject)
         return JSONResponse({"deleted": True})
 
+    @app.get("/kbs/v0/audit", tags=["admin"], summary="Read the audit log, newest first",
+             description=_AUDIT_DOC + _PAGING_DOC, responses=_PAGED)
+    def audit(request: Request, _: Admin, page: Page,
+              kind: Annotated[AuditKind | None, Query(description="Only this kind")] = None,
+              since: Annotated[str | None, Query(description="Events at or after this time "
+                                                 "(RFC 3339)")] = None,
+              until: Annotated[str | None, Query(description="Events before this time "
+                                                 "(RFC 3339)")] = None) -> JSONResponse:
+        before = _cursor_key(page.cursor, "audit")
+        events = broker.audit_events(
+            limit=page.limit + 1, kind=kind, since=_instant(since, "since"),
+            until=_instant(until, "until"), before=None if before is None else int(before))
+        return _page(request, [_audit_json(e) for e in events], page.limit,
+                     lambda e: ("audit", str(e["id"])))
+
+    _add_reference_value_routes(app, broker)
+
+
+def _add_reference_value_routes(app: FastAPI, broker: Broker) -> None:
     @app.post("/kbs/v0/reference-value", tags=["admin"], summary="Register reference values")
     async def set_reference_values(request: Request, who: Admin) -> JSONResponse:
         document = await _json_body(request)
@@ -371,30 +391,31 @@ def _add_admin_routes(app: FastAPI, broker: Broker) -> None:
                                         who.subject)
         return JSONResponse({"registered": names})
 
-    @app.get("/kbs/v0/reference-value", tags=["admin"], summary="List reference values")
-    def list_reference_values(_: Admin) -> JSONResponse:
-        records = broker.store.list_reference_values(now=broker.clock())
-        return JSONResponse([_rv_json(r) for r in records])
+    @app.get("/kbs/v0/reference-value", tags=["admin"],
+             summary="List reference values (live ones, by name)", description=_PAGING_DOC,
+             responses=_PAGED)
+    def list_reference_values(request: Request, _: Admin, page: Page) -> JSONResponse:
+        after = _cursor_key(page.cursor, "reference-value")
+        records = broker.store.list_reference_values(now=broker.clock(), limit=page.limit + 1,
+                                                     after=after)
+        return _page(request, [_rv_json(r) for r in records], page.limit,
+                     lambda r: ("reference-value", r["name"]))
 
     @app.get("/kbs/v0/reference-value/{name}", tags=["admin"],
              summary="Get one reference value")
     def get_reference_value(name: str, _: Admin) -> JSONResponse:
-        for record in broker.store.list_reference_values(now=broker.clock()):
-            if record.name == name:
-                return JSONResponse(_rv_json(record))
-        raise problems.ResourceNotFound(f"no reference value named {name!r}")
+        record = broker.store.get_reference_value(name, now=broker.clock())
+        if record is None:
+            raise problems.ResourceNotFound(f"no reference value named {name!r}")
+        return JSONResponse(_rv_json(record))
 
     @app.delete("/kbs/v0/reference-value/{name}", tags=["admin"],
                 summary="Delete a reference value")
     def delete_reference_value(name: str, _: Admin) -> JSONResponse:
         if not broker.store.delete_reference_value(name):
             raise problems.ResourceNotFound(f"no reference value named {name!r}")
+        broker.forget_cached()
         return JSONResponse({"deleted": True})
-
-    @app.get("/kbs/v0/audit", tags=["admin"], summary="Read the audit log")
-    def audit(_: Admin, limit: int = 100, kind: str | None = None) -> JSONResponse:
-        events = broker.audit_events(limit=max(1, min(limit, 1000)), kind=kind)
-        return JSONResponse([_audit_json(e) for e in events])
 
 
 def _add_policy_routes(app: FastAPI, broker: Broker) -> None:
@@ -403,12 +424,16 @@ def _add_policy_routes(app: FastAPI, broker: Broker) -> None:
         version = broker.set_attestation_policy(body.model_dump(), who=who.subject)
         return JSONResponse({"policy_id": body.policy_id, "version": version})
 
-    @app.get("/kbs/v0/attestation-policy", tags=["admin"], summary="List attestation policies")
-    def list_attestation_policies(_: Admin) -> JSONResponse:
-        records = broker.store.list_policies("attestation")
-        return JSONResponse([{"policy_id": r.policy_id, "version": r.version,
-                              "created_at": r.created_at.isoformat(), "author": r.author}
-                             for r in records])
+    @app.get("/kbs/v0/attestation-policy", tags=["admin"],
+             summary="List attestation policies (by id)", description=_PAGING_DOC,
+             responses=_PAGED)
+    def list_attestation_policies(request: Request, _: Admin, page: Page) -> JSONResponse:
+        after = _cursor_key(page.cursor, "attestation-policy")
+        records = broker.store.list_policies("attestation", limit=page.limit + 1, after=after)
+        return _page(request, [{"policy_id": r.policy_id, "version": r.version,
+                                "created_at": r.created_at.isoformat(), "author": r.author}
+                               for r in records], page.limit,
+                     lambda r: ("attestation-policy", r["policy_id"]))
 
     @app.post("/kbs/v0/resource-policy", tags=["admin"], summary="Set the resource policy")
     def set_resource_policy(body: ResourcePolicyRequest, who: Admin) -> JSONResponse:
@@ -450,10 +475,7 @@ def _register_reference_values(broker: Broker, document: Any, who: str) -> list[
         values = parse_reference_values(document, source=f"admin:{who}")
     except VeriteeError as exc:
         raise problems.InvalidRequest(exc.detail) from exc
-    now = broker.clock()
-    for rv in values:
-        broker.store.put_reference_value(rv.name, rv.values, provenance=rv.provenance,
-                                         expires=rv.expires, now=now)
+    broker.store.put_reference_records(values, now=broker.clock())  # one transaction
     broker.forget_cached()
     return [rv.name for rv in values]
 
@@ -469,6 +491,117 @@ def _audit_json(event: Any) -> dict[str, Any]:
             "session_id": event.session_id, "tee": event.tee, "subject": event.subject,
             "resource": event.resource, "verdict": event.verdict,
             "failed_rules": event.failed_rules, "detail": event.detail}
+
+
+# -- admin listings: pages and cursors -----------------------------------------------------------
+
+#: Largest page an admin listing returns.
+MAX_PAGE: Final = 1000
+DEFAULT_PAGE: Final = 100
+#: Longest cursor accepted (a 255-character name of 4-byte characters fits).
+MAX_CURSOR: Final = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class PageQuery:
+    """``limit`` and ``cursor`` of an admin listing, checked. They are read as text and
+    checked here rather than by FastAPI, whose validation errors on the JSON admin paths
+    would be answered 415 (see ``on_validation``)."""
+
+    limit: int
+    cursor: str | None
+
+
+def _page_query(
+    limit: Annotated[str | None, Query(
+        description=f"Page size: an integer 1..{MAX_PAGE} (default {DEFAULT_PAGE})")] = None,
+    cursor: Annotated[str | None, Query(
+        description="The X-Next-Cursor of the previous page (opaque)")] = None,
+) -> PageQuery:
+    if limit is None:
+        return PageQuery(DEFAULT_PAGE, cursor)
+    if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= MAX_PAGE:
+        raise problems.InvalidRequest(f"limit must be an integer 1..{MAX_PAGE}")
+    return PageQuery(int(limit), cursor)
+
+
+#: The page of an admin listing (400 for a bad ``limit``).
+Page = Annotated[PageQuery, Depends(_page_query)]
+_PAGING_DOC = (
+    "\n\nA page at a time: the body is the JSON list of this page. When there is more, "
+    "the response carries `X-Next-Cursor: <cursor>` and `Link: <same query, cursor=...>; "
+    "rel=\"next\"`; ask again with `cursor=<cursor>` (and the same filters). No cursor "
+    "header: this is the last page. A cursor is opaque, for this listing only; a malformed "
+    "or foreign one is refused (400).")
+_AUDIT_DOC = ("Events by time (`at`) descending, then by id. `since` (inclusive) and `until` "
+              "(exclusive) are RFC 3339 date-times (ISO 8601 with seconds and a timezone: "
+              "`2026-05-01T00:00:00Z`, `2026-05-01T02:00:00%2B02:00`).")
+_PAGED: Final[dict[int | str, dict[str, Any]]] = {200: {"headers": {
+    "X-Next-Cursor": {"description": "Cursor of the next page; absent on the last page",
+                      "schema": {"type": "string"}},
+    "Link": {"description": 'RFC 8288 `rel="next"`: this query for the next page',
+             "schema": {"type": "string"}},
+}}}
+_LIMIT: Final = re.compile(r"[0-9]{1,4}", re.ASCII)
+_CURSOR_KEY: Final = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+_AUDIT_ID: Final = re.compile(r"[1-9][0-9]{0,17}", re.ASCII)
+#: RFC 3339 date-time (ISO 8601 with seconds and an offset), checked before
+#: ``datetime.fromisoformat``, which also takes naive times and stops reading at a NUL.
+_INSTANT: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})", re.ASCII)
+
+
+def encode_cursor(listing: str, key: str) -> str:
+    """The opaque cursor of ``listing`` (``audit``, ``reference-value``,
+    ``attestation-policy``) that continues after ``key``."""
+    return b64url(f"{listing}:{key}".encode())
+
+
+def decode_cursor(text: str, listing: str) -> str:
+    """The key in a cursor of ``listing``; :class:`problems.InvalidRequest` for anything
+    else (not base64url, not UTF-8, another listing's, a key no listing has)."""
+    raw = b64url_decode(text) if len(text) <= MAX_CURSOR else None
+    try:
+        decoded = raw.decode("utf-8") if raw is not None else ""
+    except UnicodeDecodeError:
+        decoded = ""
+    prefix, _, key = decoded.partition(":")
+    pattern = _AUDIT_ID if listing == "audit" else _CURSOR_KEY
+    if prefix != listing or not pattern.fullmatch(key):
+        raise problems.InvalidRequest(f"cursor is not a cursor of this {listing} listing")
+    return key
+
+
+def _cursor_key(text: str | None, listing: str) -> str | None:
+    return None if text is None else decode_cursor(text, listing)
+
+
+def _instant(text: str | None, what: str) -> datetime | None:
+    """An ISO-8601 date and time with a timezone, as an aware datetime in UTC."""
+    if text is None:
+        return None
+    error = problems.InvalidRequest(
+        f"{what} must be an ISO-8601 date and time with seconds and a timezone, "
+        "like 2026-05-01T00:00:00Z (send + as %2B)")
+    if not _INSTANT.fullmatch(text):
+        raise error
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise error from exc
+
+
+def _page(request: Request, items: list[dict[str, Any]], limit: int,
+          cursor_of: Callable[[dict[str, Any]], tuple[str, str]]) -> JSONResponse:
+    """The first ``limit`` of ``items`` (fetched with one more, to know if there is a next
+    page) and, if there is one, its cursor in ``X-Next-Cursor`` and ``Link``."""
+    if len(items) <= limit:
+        return JSONResponse(items)
+    cursor = encode_cursor(*cursor_of(items[limit - 1]))
+    url = request.url.include_query_params(cursor=cursor)
+    return JSONResponse(items[:limit], headers={
+        "X-Next-Cursor": cursor, "Link": f'<{url.path}?{url.query}>; rel="next"'})
 
 
 async def _json_body(request: Request) -> Any:

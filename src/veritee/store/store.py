@@ -695,7 +695,7 @@ class Store:
             raise InvalidRecordError(f"before is {event_id!r}, expected an audit event id")
         at = conn.execute(self._q.audit_at, {"p_id": event_id}).scalar()
         if at is None:
-            raise InvalidRecordError(f"before is {event_id}, which is no audit event")
+            raise InvalidRecordError(f"the cursor (before={event_id}) names no audit event")
         stamp: datetime = at
         return stamp
 

@@ -481,14 +481,15 @@ class Broker:
         raise problems.TokenNotFound("no attestation token: send 'Authorization: Bearer <EAR>' "
                                      "or the kbs-session-id cookie of an attested session")
 
-    def audit_events(self, *, limit: int = 100, kind: str | None = None) -> list[AuditEvent]:
-        """The newest audit events, after writing this process's pending ones."""
+    def audit_events(self, **query: Any) -> list[AuditEvent]:
+        """A page of audit events (``query`` as :meth:`Store.list_audit` takes it: limit,
+        kind, since, until, before), after writing this process's pending ones."""
         try:
             self._writer.flush()
         except StoreUnavailableError as exc:
             log.warning("listing the audit log without this process's pending events: %s",
                         exc.detail)
-        return self.store.list_audit(limit=limit, kind=kind)
+        return self.store.list_audit(**query)
 
     def _audit(self, kind: str, session: Session, client: str, *, verdict: str,
                failed: list[str], detail: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from veritee.tee import load, platforms
 #: Benchmarks of the service as a whole: name → "module:attribute" (imported on use).
 BENCHMARKS: dict[str, str] = {
     "broker": "veritee.bench.broker:BENCHMARK",
+    "cli": "veritee.bench.cli:BENCHMARK",
     "hostile": "veritee.bench.hostile:BENCHMARK",
     "store": "veritee.bench.store:BENCHMARK",
 }

@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "broker": "veritee.bench.broker:BENCHMARK",
     "cli": "veritee.bench.cli:BENCHMARK",
     "hostile": "veritee.bench.hostile:BENCHMARK",
+    "scale": "veritee.bench.scale:BENCHMARK",
     "store": "veritee.bench.store:BENCHMARK",
 }
 

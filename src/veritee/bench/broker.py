@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing import resource_tracker
@@ -94,13 +94,16 @@ class ServedBroker:
 
 
 @contextlib.contextmanager
-def served_broker(workers: int, overrides: dict[str, dict[str, Any]] | None = None
-                  ) -> Iterator[ServedBroker]:
+def served_broker(workers: int, overrides: dict[str, dict[str, Any]] | None = None, *,
+                  seed: Callable[[Path], None] | None = None) -> Iterator[ServedBroker]:
     """A broker subprocess on a free loopback port; stopped (with its workers) on exit,
     on an error and on Ctrl-C. If this process dies, the broker sees its stdin close and
-    stops itself. ``overrides``: configuration keys by section (``{"limits": {...}}``)."""
+    stops itself. ``overrides``: configuration keys by section (``{"limits": {...}}``).
+    ``seed`` is called with the (empty) data directory before the broker starts."""
     with tempfile.TemporaryDirectory(prefix="veritee-bench-") as tmp:
         data_dir = Path(tmp)
+        if seed is not None:
+            seed(data_dir)
         port = _free_port()
         spec = {"data_dir": str(data_dir), "port": port, "workers": workers,
                 "overrides": overrides or {}}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -10,7 +10,7 @@ from rich.table import Table
 
 from veritee import bench
 from veritee.bench.core import BenchResult, Settings
-from veritee.cli.output import EXIT_USAGE, error_object, print_json, prose, stderr, stdout
+from veritee.cli.output import EXIT_USAGE, error_object, escape, print_json, prose, stderr, stdout
 from veritee.errors import MisuseError
 
 HELP = """\
@@ -33,6 +33,8 @@ Examples:
   veritee bench --list
   veritee bench NAME --seconds 5 --threads 2 --json
   veritee bench broker --tee TEE --seconds 5
+  veritee bench cli
+  veritee bench scale --seconds 5 --json
 """
 
 
@@ -109,11 +111,30 @@ _LABELS = {
 
 
 def _shown(value: object) -> str:
+    """An extra figure as table text (rich markup: brackets in values stay text)."""
     if isinstance(value, float):
         return f"{value:,}"
     if isinstance(value, dict):
-        return " · ".join(f"{k.replace('_', ' ')} {_shown(v)}" for k, v in value.items())
-    return str(value)
+        if not value:
+            return "none"
+        if {"title", "broker_cpu_ms_per_flow", "ratio"} <= set(value):
+            return _case(value)
+        return " · ".join(f"{escape(k.replace('_', ' '))} {_shown(v)}" for k, v in value.items())
+    return escape(str(value))
+
+
+def _case(case: dict[str, Any]) -> str:
+    """One measured case of a benchmark that compares cases (``bench scale``), in one line."""
+    failed = case.get("failed_flows", 0)
+    non_2xx = case.get("non_2xx") or {}
+    line = (f"{case['title']}: {case['broker_cpu_ms_per_flow']} ms broker CPU/flow, ratio "
+            f"{case['ratio']}, {case['flows_per_s']} flows/s, p99 {case['p99_ms']} ms, "
+            f"{failed} failed, non-2xx "
+            + (", ".join(f"{k}: {v}" for k, v in non_2xx.items()) or "none"))
+    if "expired_sessions_at_start" in case:
+        line += (f", expired sessions {case['expired_sessions_at_start']:,} → "
+                 f"{case['expired_sessions_at_end']:,} while measured")
+    return escape(line)
 
 
 def result_table(result: BenchResult) -> Table:

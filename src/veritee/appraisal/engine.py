@@ -12,22 +12,19 @@ rules named after the AR4SI claims (``executables``, ``hardware``, ``configurati
 the trust vector, the rules' defaults and the inputs their bodies read.
 
 Resource policies: input = the verified EAR claims; data = ``{"plugin": "resource",
-"resource-path": [repository, type, tag]}``; output ``allow`` (anything but ``true``
-denies) and optional ``checks``. A policy that reads ``data`` only through those names is
-rewritten to read them from its input (:func:`veritee.appraisal.rego.request_rewrite`), so
-one compiled bundle serves every resource path.
+"resource-path": [repository, type, tag]}``, set per evaluation (one compiled policy serves
+every path); output ``allow`` (anything but ``true`` denies) and optional ``checks``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 from veritee.appraisal import rego
-from veritee.appraisal.errors import PolicyError, ReferenceValueError
+from veritee.appraisal.errors import PolicyError
 from veritee.appraisal.explain import (
     ABSENT,
     check_from_entry,
@@ -36,6 +33,7 @@ from veritee.appraisal.explain import (
 )
 from veritee.appraisal.inputs import Aliases, policy_input
 from veritee.appraisal.native import BUILTIN, Evaluator, NativePolicy
+from veritee.appraisal.prepared import PreparedReferences
 from veritee.appraisal.result import Appraisal, Check, Decision
 from veritee.appraisal.vector import CLAIM_MAX, CLAIM_MIN, TRUST_CLAIMS, ear_status, ear_tier
 from veritee.errors import MisuseError
@@ -53,36 +51,29 @@ PolicyKind = Literal["attestation", "resource"]
 class PolicyEngine:
     """Compiles policies once and evaluates them; one instance serves many threads.
 
-    Compiled policies are cached by (kind, policy id, SHA-256 of the source, SHA-256 of the
-    data document) in an LRU of ``max_compiled`` entries. The data document is part of the
-    key because regopy bakes it into the compiled bundle (see :mod:`veritee.appraisal.rego`):
-    a new reference-value set means one more build (≈7 ms); so does a new resource path for
-    a resource policy that reads ``data`` in a way :func:`~veritee.appraisal.rego.
-    request_rewrite` cannot rewrite. Shipped policies with a native evaluator run natively
+    Compiled policies are cached by (kind, policy id, SHA-256 of the source) in an LRU of
+    ``max_compiled`` entries, each for one generation of the reference values: an attestation
+    policy's engine holds the prepared reference values (:class:`~veritee.appraisal.prepared.
+    PreparedReferences`), so a new set of values means one compilation that replaces the
+    entry, and nothing per appraisal. Shipped policies with a native evaluator run natively
     (:mod:`veritee.appraisal.native`).
     """
 
     def __init__(self, *, max_compiled: int = 256, native: bool = True,
-                 natives: Mapping[tuple[str, str], Evaluator] | None = None,
-                 rewrite_requests: bool = True) -> None:
+                 natives: Mapping[tuple[str, str], Evaluator] | None = None) -> None:
         """``natives``: native evaluators of shipped policies, by ``(kind, exact text)``
         (the platforms' default attestation policies; the built-in resource policy's is
-        always known). ``native=False`` runs every policy in regopy.
-        ``rewrite_requests=False`` builds a resource policy per path as written instead of
-        rewriting it to read the request from its input."""
+        always known). ``native=False`` runs every policy in regorus."""
         self._cache: rego.PolicyCache[rego.CompiledPolicy | NativePolicy] = rego.PolicyCache(
             max_compiled)
         self.native = native
-        self.rewrite_requests = rewrite_requests
         self._natives: dict[tuple[str, str], Evaluator] = {**BUILTIN, **(natives or {})}
         self._counts: Counter[str] = Counter()
-        self._rewrites: dict[str, str | None] = {}
-        self._lock = threading.Lock()
 
     # -- attestation ---------------------------------------------------------------------------
 
     def appraise(self, *, tee: str, claims: Mapping[str, Any], policy_id: str, policy: str,
-                 reference_values: Mapping[str, list[Any]],
+                 reference_values: Mapping[str, list[Any]] | PreparedReferences,
                  runtime_data: Mapping[str, Any] | None = None,
                  init_data: Mapping[str, Any] | None = None,
                  policy_version: int | None = None, aliases: Aliases | None = None,
@@ -91,6 +82,8 @@ class PolicyEngine:
         """Appraise ``claims`` of ``tee`` under ``policy``; never raises for failing claims.
         ``aliases`` and ``init_data_claim`` shape the policy input as the platform says,
         ``settings`` become ``input.veritee`` (:func:`~veritee.appraisal.inputs.policy_input`).
+        ``reference_values``: prepared once per change by a caller that appraises often
+        (:class:`~veritee.appraisal.prepared.PreparedReferences`), or a mapping prepared here.
 
         Raises:
             PolicyError: the policy does not compile, fails while running, or sets no valid
@@ -103,8 +96,9 @@ class PolicyEngine:
         document = policy_input(tee, claims, runtime_data=runtime_data, init_data=init_data,
                                 aliases=aliases, init_data_claim=init_data_claim,
                                 settings=settings)
-        references = _references(reference_values)
-        compiled = self.compile("attestation", policy_id, policy, {"reference": references})
+        prepared = PreparedReferences.build(reference_values)
+        references = prepared.values
+        compiled = self.compile("attestation", policy_id, policy, prepared)
         outputs = compiled.evaluate(document)
         vector, from_rules = _trust_vector(policy_id, outputs)
         status = ear_status(vector)
@@ -131,9 +125,10 @@ class PolicyEngine:
             if not text.rules & needed:
                 raise PolicyError(f"{kind} policy {policy_id!r} defines none of "
                                   f"{', '.join(sorted(needed))}")
-        data: dict[str, Any] = ({"plugin": "resource", "resource-path": []} if kind == "resource"
-                                else {"reference": {}})
-        self.compile(kind or "attestation", policy_id, source, data)
+        if kind == "resource":
+            self.compile("resource", policy_id, source, None)
+        else:
+            self.compile("attestation", policy_id, source, PreparedReferences.build({}))
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -171,36 +166,10 @@ class PolicyEngine:
     def _resource_outputs(self, policy_id: str, policy: str, ear_claims: Mapping[str, Any],
                           route: tuple[str, ...]) -> tuple[rego.CompiledPolicy | NativePolicy,
                                                            Any]:
-        """Evaluate a resource policy: natively, or on one bundle for every path when it can
-        be rewritten to read the request from its input (:func:`rego.request_rewrite`), or
-        on a bundle built for this path."""
-        data = {"plugin": "resource", "resource-path": list(route)}
-        shipped = self.native and isinstance(policy, str) and self._native_for("resource",
-                                                                                policy)
-        rewritten = None if shipped or not self.rewrite_requests else self._request_rewrite(policy)
-        if rewritten is not None:
-            try:
-                compiled = self.compile("resource", policy_id, rewritten, {})
-            except PolicyError:
-                pass            # compiled below, as written, for the error's true position
-            else:
-                return compiled, compiled.evaluate({rego.CLAIMS_KEY: ear_claims,
-                                                    rego.REQUEST_KEY: data})
-        compiled = self.compile("resource", policy_id, policy, data)
-        return compiled, compiled.evaluate(ear_claims)
-
-    def _request_rewrite(self, policy: Any) -> str | None:
-        if not isinstance(policy, str):
-            return None
-        with self._lock:
-            if policy in self._rewrites:
-                return self._rewrites[policy]
-        rewritten = rego.request_rewrite(policy)
-        with self._lock:
-            if len(self._rewrites) >= self._cache.max_entries:
-                self._rewrites.clear()
-            self._rewrites[policy] = rewritten
-        return rewritten
+        """Evaluate a resource policy; the request is its ``data``, given per evaluation."""
+        compiled = self.compile("resource", policy_id, policy, None)
+        return compiled, compiled.evaluate(ear_claims, {"plugin": "resource",
+                                                        "resource-path": list(route)})
 
     # -- compiling -----------------------------------------------------------------------------
 
@@ -216,17 +185,18 @@ class PolicyEngine:
     @property
     def evaluations(self) -> dict[str, int]:
         """How often shipped policies ran natively (``native``) and how often an input
-        outside the native domain sent them to regopy (``declined``)."""
+        outside the native domain sent them to regorus (``declined``)."""
         return dict(self._counts)
 
     def native_evaluator(self, kind: str, source: str) -> Evaluator | None:
-        """The native evaluator this engine uses for ``source`` (None: regopy runs it)."""
+        """The native evaluator this engine uses for ``source`` (None: regorus runs it)."""
         return self._native_for(kind, source) if self.native else None
 
     def compile(self, kind: PolicyKind, policy_id: str, source: str,
-                data: Mapping[str, Any]) -> rego.CompiledPolicy | NativePolicy:
-        """The policy ``source`` compiled with the data document ``data`` (cached), natively
-        evaluated when it is a shipped policy with a native evaluator.
+                references: PreparedReferences | None) -> rego.CompiledPolicy | NativePolicy:
+        """The policy ``source`` compiled with ``references`` as its data (cached; None: data
+        is given per evaluation, as for resource policies), natively evaluated when it is a
+        shipped policy with a native evaluator.
 
         Raises:
             PolicyError: it does not compile.
@@ -234,42 +204,33 @@ class PolicyEngine:
         if not isinstance(source, str):
             raise PolicyError(f"policy {policy_id!r} is a {type(source).__name__}, not Rego text")
         evaluator = self._native_for(kind, source) if self.native else None
-        key = (kind, policy_id, rego.source_digest(source), rego.data_digest(data))
+        generation = "" if references is None else references.generation
+        key = (kind, policy_id, rego.source_digest(source))
         outputs = ATTESTATION_OUTPUTS if kind == "attestation" else RESOURCE_OUTPUTS
+        data = None if references is None else references.document
 
         def build() -> rego.CompiledPolicy:
             text = rego.PolicyText.read(source, policy_id=policy_id)
             return rego.CompiledPolicy(policy_id=policy_id, text=text,
                                        outputs=outputs & text.rules, data=data)
 
-        def regopy() -> rego.CompiledPolicy:
-            compiled = self._cache.get((*key, "regopy"), build)
-            assert isinstance(compiled, rego.CompiledPolicy)
-            return compiled
+        def compiled() -> rego.CompiledPolicy:
+            policy = self._cache.get((*key, "regorus"), build, generation=generation)
+            assert isinstance(policy, rego.CompiledPolicy)
+            return policy
 
         if evaluator is None:
-            return regopy()
+            return compiled()
 
         def build_native() -> NativePolicy:
             return NativePolicy(policy_id=policy_id, text=rego.PolicyText.read(
-                source, policy_id=policy_id), evaluator=evaluator, data=data, fallback=regopy,
+                source, policy_id=policy_id), evaluator=evaluator, data=data, fallback=compiled,
                 counts=self._counts)
 
-        return self._cache.get((*key, "native"), build_native)
+        return self._cache.get((*key, "native"), build_native, generation=generation)
 
 
 # -- attestation outputs -----------------------------------------------------------------------
-
-
-def _references(values: Mapping[str, Any]) -> dict[str, list[Any]]:
-    if not isinstance(values, Mapping):
-        raise ReferenceValueError(
-            f"reference values are a {type(values).__name__}, not {{name: [values]}}")
-    for name, items in values.items():
-        if not isinstance(name, str) or not isinstance(items, list | tuple):
-            raise ReferenceValueError(
-                f"reference value {name!r} is {type(items).__name__}, not a list of values")
-    return {name: list(items) for name, items in values.items()}
 
 
 def _trust_vector(policy_id: str, outputs: Any) -> tuple[dict[str, int], bool]:

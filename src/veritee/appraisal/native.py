@@ -1,8 +1,8 @@
 """Native evaluators for the policies veritee ships, equivalent to their Rego source.
 
-rego-cpp takes 1–3 ms per evaluation of the default policies (most of it converting the
-input document), and serialises evaluations; the broker runs one attestation policy and one
-resource policy per flow. So the policies veritee ships and most deployments keep — the
+regorus takes ≈0.3 ms per evaluation of a platform's default policy, its native evaluator
+≈0.05 ms (docs/ARCHITECTURE.md, "The Rego engine"); the broker runs one attestation policy
+and one resource policy per flow. So the policies veritee ships and most deployments keep — the
 default resource policy (``policies/resource_default.rego``, here) and each platform's
 default attestation policy (in the platform's room, named by its descriptor's
 ``policy_native``) — also exist as Python functions that return exactly the outputs
@@ -13,16 +13,16 @@ The rules:
 
 * A native evaluator is used only when the policy text is *exactly* the shipped text (the
   engine is given a table ``(kind, text) → evaluator``); any other policy, including an
-  edited copy, runs in regopy.
-* It works on a domain where its result is the same as rego-cpp's by construction and by
-  test: a document regopy passes unchanged (:func:`acceptable`), and read values of plain
+  edited copy, runs in regorus.
+* It works on a domain where its result is the same as regorus's by construction and by
+  test: a document the engine takes unchanged (:func:`acceptable`), and read values of plain
   types — strings of printable ASCII without quotes or backslashes, integers within 64 bits,
   booleans, null, lists. Outside that domain (a float, a non-ASCII string, a submodule
-  that is not an object, ...) it declines and the policy runs in regopy, so a corner of
+  that is not an object, ...) it declines and the policy runs in regorus, so a corner of
   Rego semantics (Unicode ``lower``, mixed-type comparison, set ordering of unusual values)
   is never re-implemented by guesswork.
 * ``tests/test_policy_native.py`` checks equality of the outputs and of the whole
-  :class:`~veritee.appraisal.result.Appraisal`/``Decision`` against regopy on generated
+  :class:`~veritee.appraisal.result.Appraisal`/``Decision`` against regorus on generated
   claim sets and token claim sets (hypothesis), and the policy tests run on both paths.
 
 Whoever edits a shipped ``.rego`` file must edit its evaluator; the equivalence tests fail
@@ -31,7 +31,6 @@ until both agree.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -41,11 +40,11 @@ from veritee.appraisal.defaults import DEFAULT_RESOURCE_POLICY
 
 UNDEFINED: Final = object()
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_MAX_DEPTH: Final = 32          # rego._MAX_PLAIN_DEPTH
+_MAX_DEPTH: Final = 32          # within rego.MAX_DOCUMENT_DEPTH
 
 
 class Decline(Exception):
-    """The input is outside the evaluator's domain: evaluate in regopy."""
+    """The input is outside the evaluator's domain: evaluate in regorus."""
 
 
 Evaluator = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
@@ -55,8 +54,8 @@ Evaluator = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
 
 
 def acceptable(value: Any, depth: int = 0) -> bool:
-    """Whether regopy takes ``value`` through ``set_input`` unchanged and without error:
-    :func:`veritee.appraisal.rego._plain` with exact types, and strings encodable as UTF-8."""
+    """Whether the engine takes ``value`` unchanged (:func:`veritee.appraisal.rego.checked`),
+    with exact types and without floats or NUL characters."""
     kind = type(value)
     if kind is str:
         return _text(value)
@@ -156,10 +155,8 @@ def resource_default(document: Mapping[str, Any], data: Mapping[str, Any]) -> di
 
 
 def _set_order(entry: Mapping[str, Any]) -> str:
-    """rego-cpp orders set members by their JSON text (keys sorted); on the domain above
-    (strings without quotes, backslashes or control characters, booleans, null) the compact
-    JSON text sorts the same way."""
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    """The canonical order the engine gives set-valued outputs (:func:`rego.canonical`)."""
+    return rego.canonical(entry)
 
 
 # -- choosing and running ----------------------------------------------------------------------
@@ -172,36 +169,42 @@ BUILTIN: Final[dict[tuple[str, str], Evaluator]] = {
 
 
 class NativePolicy:
-    """A shipped policy evaluated natively on its domain and in regopy outside it, with
+    """A shipped policy evaluated natively on its domain and in regorus outside it, with
     the interface of :class:`~veritee.appraisal.rego.CompiledPolicy`."""
 
     def __init__(self, *, policy_id: str, text: rego.PolicyText, evaluator: Evaluator,
-                 data: Mapping[str, Any], fallback: Callable[[], rego.CompiledPolicy],
+                 data: Mapping[str, Any] | None,
+                 fallback: Callable[[], rego.CompiledPolicy],
                  counts: Counter[str] | None = None) -> None:
-        rego.data_json(data)            # the same refusal as a build of the bundle
+        """``data``: the document every evaluation sees, or None to pass one to each
+        :meth:`evaluate` (as :class:`~veritee.appraisal.rego.CompiledPolicy` takes it)."""
+        if data is not None:
+            rego.checked(data, what="policy data")     # the same refusal as the engine's
         self.policy_id = policy_id
         self.text = text
         self.data = data
-        self._evaluator = evaluator if acceptable(dict(data)) else None
+        self._evaluator = evaluator if data is None or acceptable(dict(data)) else None
         self._fallback = fallback
         self._counts: Counter[str] = counts if counts is not None else Counter()
 
-    def evaluate(self, document: Any) -> Any:
+    def evaluate(self, document: Any, data: Mapping[str, Any] | None = None) -> Any:
         """The policy's outputs for ``document`` (as :meth:`CompiledPolicy.evaluate`);
-        counts ``native`` or ``declined`` (evaluated in regopy) in the engine's tally."""
-        if self._evaluator is not None and type(document) is dict and acceptable(document):
+        counts ``native`` or ``declined`` (evaluated in regorus) in the engine's tally."""
+        given = self.data if data is None else data
+        if (self._evaluator is not None and given is not None and type(document) is dict
+                and acceptable(document) and (data is None or acceptable(dict(data)))):
             try:
-                result = self._evaluator(document, self.data)
+                result = self._evaluator(document, given)
             except Decline:
                 pass
             else:
                 self._counts["native"] += 1
                 return result
         self._counts["declined"] += 1
-        return self.regopy().evaluate(document)
+        return self.compiled().evaluate(document, data)
 
-    def regopy(self) -> rego.CompiledPolicy:
-        """The policy compiled by regopy (built on first use, cached by the engine)."""
+    def compiled(self) -> rego.CompiledPolicy:
+        """The policy compiled by regorus (built on first use, cached by the engine)."""
         return self._fallback()
 
 

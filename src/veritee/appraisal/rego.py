@@ -1,66 +1,53 @@
-"""Rego policies compiled and evaluated with regopy (rego-cpp), and what we learn from their text.
+"""Rego policies evaluated with regorus, and what veritee reads from their text.
 
-Measured with regopy 1.5.2 on the project machine (scratch scripts, not kept; best of several
-runs on a shared 2-vCPU machine), for a default attestation policy and real verifier claims
-with aliases:
+regorus is the Rust Rego engine Trustee itself uses; veritee takes it from the package index
+as ``gordon-to-regorus`` (a fork of microsoft/regorus that publishes Python wheels), pinned by
+version and hash. Why this engine, and the figures, are in docs/ARCHITECTURE.md ("The Rego
+engine"). What this module relies on, measured with 0.13.0 on the project machine:
 
-* A compiled bundle (``Interpreter.build`` + ``query_bundle``) is about 6× faster than the
-  interpreter (``query``) and is what we use: ≈1.1 ms per evaluation including ≈0.4 ms to pass
-  the input, against ≈6.9 ms interpreted. Building a bundle takes ≈7 ms. The policy's
-  ``checks`` are a static array whose values veritee fills in (:mod:`.explain`): copying the
-  values inside Rego made the same policy ≈3× slower.
-* A bundle carries the ``data`` document it was built with: ``add_data`` on the interpreter
-  that runs it is ignored, and ``with data.x as ...`` in the query either has no effect or
-  aborts the whole process (``with input as input.y``: a C++ exception that ends in
-  ``terminate``). So a bundle is built per (policy, data document): per reference-value set
-  for attestation policies, per resource path for resource policies, and kept in an LRU.
-  For the same reason policies may not use ``with`` at all (:func:`prepare_source`).
-* ``set_input(dict)`` silently corrupts some values (integers beyond 64 bits wrap, floats
-  keep six decimals so ``1e-07`` becomes 0, strings stop at NUL), but it is ≈0.35 ms faster
-  than JSON text for a typical input (0.40 against 0.75 ms). So documents holding only values it
-  passes faithfully (null, booleans, 64-bit integers, strings without NUL, lists, dicts with
-  string keys) go through ``set_input``, and anything else as JSON text (``set_input_term``).
-* rego-cpp's parser for the data document misreads floats in exponent form (``1e-07``
-  becomes an opaque ``json-number``); the input parser reads them right. Floats in data are
-  therefore written in positional form (``0.0000001``) by :func:`data_json`.
-* An ``Interpreter`` is not thread-safe: two threads sharing one corrupted each other's input
-  (``RegoError: Invalid collection``). Threads with their own interpreters (sharing a bundle)
-  gave correct results but no speed-up (2 threads: ≈2.8k/s against ≈3.0k/s for one, small
-  query): rego-cpp serialises. So each compiled policy keeps one interpreter behind a
-  lock; another thread waits for it, which costs nothing rego-cpp would not cost anyway.
-* A bare query of a false rule reads as undefined; results are always bound to a variable
-  (``result := data.veritee_output.result``), and the raw output is read and freed in one
-  place (:func:`_query_bundle`) rather than through regopy's ``Output`` object.
-* rego-cpp is lax at build time: an unsafe variable makes a rule undefined rather than an
-  error, and an unknown function fails only when reached. Calls are therefore checked
-  against ``Interpreter.is_builtin`` and the policy's own functions when it is compiled.
+* An ``Engine`` holds the policy modules and the ``data`` document; an evaluation sets only
+  the input (≈0.3 ms for a platform's default policy, ≈5 µs for a one-rule policy), so ``data``
+  (the prepared reference values, :mod:`veritee.appraisal.prepared`) is added once per
+  engine, never per evaluation. A resource policy's ``data`` (the request: two keys) is set
+  per evaluation, which costs microseconds.
+* An ``Engine`` may be used, and dropped, only by the thread that created it: from any
+  other thread it panics, and the process may then crash. Clones are cheap but equally bound.
+  So each thread keeps its own engine of each compiled policy, built on that thread's first
+  evaluation, in a module-level thread-local table that is dropped only by its thread
+  (:func:`_thread_engines`); memory is one copy of a policy's ``data`` per thread that
+  evaluates it.
+* Values reach the engine as Python objects. A string with a lone surrogate crashed the
+  process and integers beyond 64 bits either fail ("not an i64") or compare as doubles, so
+  every input and data document is checked first (:func:`checked`), and a value outside
+  plain JSON within 64-bit integers is a :class:`PolicyError`, not a silent change.
+* The parser's time grows exponentially with bracket nesting (12 levels 0.6 s, 18 levels
+  18 s, 22 levels more than 30 s), so a policy nesting brackets more than
+  :data:`MAX_NESTING` deep is refused before it is parsed.
+* A call of an unknown function is reported when a rule making it is evaluated, not when the
+  policy is compiled: such a policy fails at appraisal (the guest is refused) with the
+  function named.
+* Trustee's ``query_reference_value(name)`` is a builtin there; here it is a function in a
+  second module of ``package policy`` (:data:`BUILTINS_SOURCE`), so policies run unchanged
+  and are never rewritten.
+* Outputs are read as JSON (a set of objects cannot become a Python set), so a set arrives as
+  an array in regorus's order; set-valued outputs are put in canonical order (the compact
+  JSON text of each member, keys sorted), the order native evaluators produce.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import itertools
 import json
+import math
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Final, Generic, TypeVar
 
-import regopy
-from regopy.rego_shared import (
-    rego_bundle_query,
-    rego_free_output,
-    rego_node_get,
-    rego_node_size,
-    rego_node_type,
-    rego_node_value,
-    rego_output_node,
-    rego_output_ok,
-    rego_output_string,
-)
+import regorus
 
 from veritee.appraisal.errors import PolicyError
 
@@ -68,11 +55,22 @@ POLICY_PACKAGE: Final = "policy"
 POLICY_MODULE: Final = "policy.rego"
 OUTPUT_PACKAGE: Final = "veritee_output"
 OUTPUT_MODULE: Final = "veritee_output.rego"
-RESULT_VAR: Final = "result"
+BUILTINS_MODULE: Final = "veritee_builtins.rego"
+#: Trustee's custom builtin as a Rego function: a missing name is undefined (so ``x in ...``
+#: and ``== ...`` fail either way).
+BUILTINS_SOURCE: Final = (f"package {POLICY_PACKAGE}\n\n"
+                          "query_reference_value(name) := data.reference[name]\n")
+RESULT_RULE: Final = "result"
+#: Deepest bracket nesting (``(``, ``[``, ``{``, rule bodies included) a policy may use.
+MAX_NESTING: Final = 10
+#: Deepest nesting of an input or data document.
+MAX_DOCUMENT_DEPTH: Final = 64
 UNSAFE_MARKER: Final = re.compile(r"(?m)^#\s*veritee:\s*unsafe\b")
 #: ``# veritee: tees <tee>[, <tee> ...]`` — the TEEs an attestation policy applies to.
 TEES_DIRECTIVE: Final = re.compile(r"(?m)^#[ \t]*veritee:[ \t]*tees\b[ \t]*([^\n]*)$")
 _TEE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_QRV_DEFINED: Final = re.compile(r"(?m)^query_reference_value\s*\(")
+_V1_IMPORT: Final = re.compile(r"(?m)^\s*import\s+rego\.v1\b")
 
 
 def declared_tees(source: str) -> frozenset[str] | None:
@@ -95,11 +93,11 @@ _RULE_HEAD: Final = re.compile(
     r"(?m)^(?:default[ \t]+)?([A-Za-z_]\w*)[ \t]*(?=:=|=|\bif\b|\{|\bcontains\b|\[|\()")
 _DEFAULT: Final = re.compile(r"(?m)^default[ \t]+([A-Za-z_]\w*)[ \t]*:?=[ \t]*([^\n]+?)[ \t]*$")
 _PACKAGE: Final = re.compile(r"\bpackage\s+([A-Za-z_][\w.]*)")
-_WITH: Final = re.compile(r"\bwith\b")
-_QRV: Final = re.compile(r"\bquery_reference_value\s*\(")
 _INPUT_PATH: Final = re.compile(r"\binput((?:\.[A-Za-z_]\w*|\[\s*\"[^\"\n]*\"\s*\])+)")
 _PATH_PART: Final = re.compile(r"\.([A-Za-z_]\w*)|\[\s*\"([^\"\n]*)\"\s*\]")
-_REFERENCE: Final = re.compile(r"\bdata\.reference(?:\.([A-Za-z_]\w*)|\[\s*\"([^\"\n]*)\"\s*\])")
+_REFERENCE: Final = re.compile(
+    r"\bdata\.reference(?:\.([A-Za-z_]\w*)|\[\s*\"([^\"\n]*)\"\s*\])"
+    r"|\bquery_reference_value\s*\(\s*\"([^\"\n]*)\"\s*\)")
 
 
 # -- reading policy text ---------------------------------------------------------------------
@@ -137,19 +135,12 @@ def _blank_string(source: str, out: list[str], start: int) -> int:
     return i + 1
 
 
-def prepare_source(source: str, *, policy_id: str) -> str:
-    """The policy text as regopy compiles it.
-
-    * Trustee's ``query_reference_value("name")`` builtin is rewritten to
-      ``data.reference["name"]`` (regopy cannot register builtins from Python; the reference
-      values are the ``data.reference`` document). A missing name is undefined rather than
-      Trustee's ``null``; ``x in ...`` and ``== ...`` fail either way.
-    * The package must be ``policy`` (Trustee's rule), and ``with`` is refused: rego-cpp
-      aborts the process on some ``with`` forms (module docstring).
+def check_source(source: str, *, policy_id: str) -> str:
+    """``source`` if veritee will compile it: Rego text in ``package policy`` (Trustee's
+    rule) whose brackets nest at most :data:`MAX_NESTING` deep.
 
     Raises:
-        PolicyError: for a wrong package, a ``with``, or a ``query_reference_value`` whose
-            argument is not a string literal.
+        PolicyError: not text, another package, or nested too deep.
     """
     if not isinstance(source, str):
         raise PolicyError(f"policy {policy_id!r} is a {type(source).__name__}, not Rego text")
@@ -159,71 +150,18 @@ def prepare_source(source: str, *, policy_id: str) -> str:
         found = package.group(1) if package else "none"
         raise PolicyError(f"policy {policy_id!r} must be `package {POLICY_PACKAGE}` "
                           f"(found {found})")
-    if (match := _WITH.search(code)) is not None:
-        line, column = line_column(source, match.start())
-        raise PolicyError(f"policy {policy_id!r} line {line}:{column}: `with` is not supported "
-                          "(rego-cpp 1.5.2 can abort the process on it)")
-    return _rewrite_reference_calls(source, code, policy_id)
-
-
-def _rewrite_reference_calls(source: str, code: str, policy_id: str) -> str:
-    pieces: list[str] = []
-    last = 0
-    for match in _QRV.finditer(code):
-        literal = re.compile(r"\s*(\"(?:[^\"\\\n]|\\.)*\")\s*\)").match(source, match.end())
-        if literal is None:
-            line, column = line_column(source, match.start())
-            raise PolicyError(f"policy {policy_id!r} line {line}:{column}: query_reference_value "
-                              "takes one string literal; write data.reference[name] instead")
-        pieces += [source[last:match.start()], f"data.reference[{literal.group(1)}]"]
-        last = literal.end()
-    pieces.append(source[last:])
-    return "".join(pieces)
-
-
-#: Where a resource policy rewritten by :func:`request_rewrite` finds the token's claims and
-#: the request (Trustee's ``data`` document of a resource request) in its input.
-CLAIMS_KEY: Final = "veritee_claims"
-REQUEST_KEY: Final = "veritee_request"
-_ROOT: Final = re.compile(r"(?<![\w.])(input|data)\b")
-_REQUEST_REF: Final = re.compile(
-    r"data(?:\.(plugin|query)\b|\[\s*\"(plugin|resource-path|query)\"\s*\])")
-_DATA_RULE: Final = re.compile(r"data\.(?!plugin\b|query\b)[A-Za-z_]\w*")
-
-
-def request_rewrite(source: str) -> str | None:
-    """A resource policy that reads the request from ``input`` instead of ``data``, or None
-    when that cannot be done soundly.
-
-    Trustee gives a resource policy the token's claims as ``input`` and the request as
-    ``data`` (``plugin``, ``resource-path``, ``query``). rego-cpp bakes ``data`` into the
-    compiled bundle (module docstring), so that shape costs one bundle build (≈7 ms) per
-    resource path. Rewritten, the policy runs on one bundle for every path, with the input
-    ``{"veritee_claims": <claims>, "veritee_request": <request>}``: every ``input`` becomes
-    ``input.veritee_claims`` (the policy sees exactly the claims, as before) and each
-    ``data.plugin``, ``data["resource-path"]``, ``data.query`` (or ``data["plugin"]``, ...)
-    becomes ``input.veritee_request[...]``. Other ``data.<name>`` references (the policy's
-    own rules, ``data.policy.allow``) stay; any other use of ``data`` (``data[x]``, ``data``
-    itself) makes the rewrite unsound, and None is returned.
-    """
-    code = code_only(source)
-    pieces: list[str] = []
-    last = 0
-    for match in _ROOT.finditer(code):
-        start = match.start()
-        if match.group(1) == "input":
-            replacement, end = f"input.{CLAIMS_KEY}", match.end()
-        elif (request := _REQUEST_REF.match(source, start)) is not None:
-            name = request.group(1) or request.group(2)
-            replacement, end = f'input.{REQUEST_KEY}["{name}"]', request.end()
-        elif _DATA_RULE.match(code, start) is not None:
-            continue
-        else:
-            return None
-        pieces += [source[last:start], replacement]
-        last = end
-    pieces.append(source[last:])
-    return "".join(pieces)
+    depth = 0
+    for index, char in enumerate(code):
+        if char in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line, column = line_column(source, index)
+                raise PolicyError(f"policy {policy_id!r} line {line}:{column}: brackets nest "
+                                  f"more than {MAX_NESTING} deep (the Rego parser's time "
+                                  "grows exponentially with nesting)")
+        elif char in ")]}":
+            depth = max(0, depth - 1)
+    return source
 
 
 def line_column(source: str, offset: int) -> tuple[int, int]:
@@ -236,7 +174,7 @@ class PolicyText:
     """What veritee reads from a policy's text (cheaply, with regular expressions)."""
 
     source: str
-    """The prepared source (after :func:`prepare_source`)."""
+    """The source, checked by :func:`check_source`."""
     rules: frozenset[str]
     """Names of the rules the policy defines at top level."""
     defaults: dict[str, Any]
@@ -250,7 +188,7 @@ class PolicyText:
 
     @classmethod
     def read(cls, source: str, *, policy_id: str) -> PolicyText:
-        prepared = prepare_source(source, policy_id=policy_id)
+        prepared = check_source(source, policy_id=policy_id)
         code = code_only(prepared)
         rules = frozenset(m.group(1) for m in _RULE_HEAD.finditer(code)) - {"default", "import",
                                                                            "package"}
@@ -280,7 +218,7 @@ def _reads(source: str, code: str, rule: str) -> tuple[RuleBody, ...]:
         body = source[head.start():_body_end(code, head.start(), head.end())]
         paths = {tuple(a or b for a, b in _PATH_PART.findall(match.group(1))): None
                  for match in _INPUT_PATH.finditer(body)}
-        references = {(match.group(1) or match.group(2)): None
+        references = {(match.group(1) or match.group(2) or match.group(3)): None
                       for match in _REFERENCE.finditer(body)}
         if paths or references:
             bodies.append(RuleBody(tuple(paths), tuple(references)))
@@ -305,13 +243,16 @@ def _body_end(code: str, start: int, line_end: int) -> int:
 
 def output_module(names: Iterable[str]) -> str:
     """A module collecting ``data.policy.<name>`` for each name into one object (null if
-    undefined), so one evaluation reads every output and rule values are computed once."""
-    lines = [f"package {OUTPUT_PACKAGE}", ""]
+    undefined), and the names whose value is a set, so one evaluation reads every output
+    and rule values are computed once."""
+    lines = [f"package {OUTPUT_PACKAGE}", "", "import rego.v1", ""]
     members = []
     for name in sorted(names):
-        lines += [f"default {name} := null", f"{name} := data.{POLICY_PACKAGE}.{name}", ""]
+        lines += [f"default {name} := null", f"{name} := data.{POLICY_PACKAGE}.{name}",
+                  f'sets contains "{name}" if is_set({name})', ""]
         members.append(f'"{name}": {name}')
-    lines.append(f"{RESULT_VAR} := {{{', '.join(members)}}}")
+    lines += ["default sets := set()",
+              f'{RESULT_RULE} := {{"values": {{{", ".join(members)}}}, "sets": sets}}']
     return "\n".join(lines) + "\n"
 
 
@@ -319,255 +260,292 @@ def output_module(names: Iterable[str]) -> str:
 
 
 class CompiledPolicy:
-    """One policy built with one data document into a regopy bundle.
-
-    Evaluation is serialised by a lock around the one interpreter that runs the bundle.
-    """
+    """One policy compiled by regorus, with its ``data`` document (or ``data`` given per
+    evaluation), evaluated by one engine per thread (module docstring)."""
 
     def __init__(self, *, policy_id: str, text: PolicyText, outputs: Iterable[str],
-                 data: Mapping[str, Any]) -> None:
-        self.policy_id = policy_id
-        self.text = text
-        self._lock = threading.Lock()
-        builder = _interpreter()
-        module = output_module(outputs)
-        sources = {POLICY_MODULE: text.source, OUTPUT_MODULE: module}
-        try:
-            builder.add_module(POLICY_MODULE, text.source)
-            builder.add_module(OUTPUT_MODULE, module)
-            builder.add_data_json(data_json(data))
-            self._bundle = builder.build(f"{RESULT_VAR} := data.{OUTPUT_PACKAGE}.{RESULT_VAR}")
-        except regopy.RegoError as exc:
-            raise PolicyError(f"policy {policy_id!r} does not compile: "
-                              f"{compile_error_message(str(exc), sources)}") from exc
-        if not self._bundle.ok():
-            raise PolicyError(f"policy {policy_id!r} does not compile (rego-cpp built no bundle)")
-        _check_calls(policy_id, text, builder)
-        self._runner = _interpreter()
-
-    def evaluate(self, document: Any) -> Any:
-        """The policy's outputs for ``document`` as ``input``: ``{name: value or None}``.
+                 data: Mapping[str, Any] | None) -> None:
+        """``data``: the document every evaluation sees, or None to pass one to each
+        :meth:`evaluate`.
 
         Raises:
-            PolicyError: the input is not JSON, or evaluation failed (conflicting rule values,
-                a builtin error with strict errors, ...).
+            PolicyError: the policy does not compile, or ``data`` is not a document the
+                engine takes faithfully (:func:`checked`).
         """
-        plain = _plain(document)
-        term = None if plain else _to_json(document, what="policy input")
-        with self._lock:
-            try:
-                if term is None:
-                    self._runner.set_input(document)
-                else:
-                    self._runner.set_input_term(term)
-                ok, text, errors = _query_bundle(self._runner, self._bundle)
-            except regopy.RegoError as exc:
-                raise PolicyError(f"policy {self.policy_id!r} could not run: "
-                                  f"{compile_error_message(str(exc), {})}") from exc
-            except UnicodeEncodeError as exc:
-                raise PolicyError(f"policy input is not Unicode text: {exc}") from exc
-        if not ok:
-            raise PolicyError(f"policy {self.policy_id!r} failed: {errors or text}")
-        if text == "undefined":
-            return None
+        self.policy_id = policy_id
+        self.text = text
+        self._data = None if data is None else checked(data, what="policy data")
+        self._modules = [(POLICY_MODULE, text.source), (OUTPUT_MODULE, output_module(outputs))]
+        if ("query_reference_value" not in text.rules
+                and _QRV_DEFINED.search(code_only(text.source)) is None):
+            self._modules.append((BUILTINS_MODULE, BUILTINS_SOURCE))
+        self._v0 = False
+        self._token = next(_TOKENS)
+        engine = self._build()
+        problem = self._probe(engine)
+        if problem is not None:
+            del engine           # dropped here, by its own thread: the error must not hold it
+            raise PolicyError(f"policy {policy_id!r} does not compile: {problem}")
+        _thread_engines()[self._token] = engine
+
+    def _probe(self, engine: Any) -> str | None:
+        """Evaluate once on an empty input: regorus reports conflicting rule definitions and
+        unsafe variables only when it first evaluates a policy. The problem, or None."""
         try:
-            results = json.loads(text)
-        except ValueError as exc:      # rego-cpp reports some errors as an "ok" S-expression
-            raise PolicyError(f"policy {self.policy_id!r} failed: "
-                              f"{compile_error_message(text, {})}") from exc
-        first = results[0] if isinstance(results, list) and results else results
-        bindings = first.get("bindings") if isinstance(first, dict) else None
-        return bindings.get(RESULT_VAR) if isinstance(bindings, dict) else None
+            if self._data is None:
+                engine.add_data({})
+            engine.set_input({})
+            engine.eval_rule_as_json(f"data.{OUTPUT_PACKAGE}.{RESULT_RULE}")
+        except RuntimeError as exc:
+            message = engine_message(exc)
+            if any(kind in message for kind in _STATIC_ERRORS):
+                return message
+        return None
+
+    def _build(self) -> Any:
+        """A new engine for this thread. Errors never hold a reference to an engine (an
+        engine dropped by another thread panics: module docstring)."""
+        try:
+            return self._new_engine()
+        except _BuildError as exc:
+            if self._v0 or _V1_IMPORT.search(self.text.source) or not _v0_hint(exc.message):
+                raise PolicyError(f"policy {self.policy_id!r} does not compile: "
+                                  f"{exc.message}") from None
+        self._v0 = True            # written for Rego v0 (no `import rego.v1`, rules without `if`)
+        try:
+            return self._new_engine()
+        except _BuildError as exc:
+            raise PolicyError(f"policy {self.policy_id!r} does not compile: "
+                              f"{exc.message}") from None
+
+    def _new_engine(self) -> Any:
+        engine = regorus.Engine()
+        problem = None
+        try:
+            if self._v0:
+                engine.set_rego_v0(True)
+            for name, source in self._modules:
+                engine.add_policy(name, source)
+            if self._data is not None:
+                engine.add_data(self._data)
+        except RuntimeError as exc:
+            problem = engine_message(exc)
+        if problem is not None:
+            del engine
+            raise _BuildError(problem)
+        return engine
+
+    def _engine(self) -> Any:
+        engines = _thread_engines()
+        engine = engines.get(self._token)
+        if engine is None:
+            engine = engines[self._token] = self._build()
+            while len(engines) > MAX_ENGINES_PER_THREAD:
+                engines.popitem(last=False)
+        else:
+            engines.move_to_end(self._token)
+        return engine
+
+    def __del__(self) -> None:
+        _RETIRED.append(getattr(self, "_token", 0))
+
+    def evaluate(self, document: Any, data: Mapping[str, Any] | None = None) -> Any:
+        """The policy's outputs for ``document`` as ``input``: ``{name: value or None}``;
+        ``data`` only for a policy compiled without one.
+
+        Raises:
+            PolicyError: the input is not a document the engine takes faithfully, or
+                evaluation failed (conflicting rule values, an unknown function, ...).
+        """
+        checked(document, what="policy input")
+        engine = self._engine()
+        try:
+            if data is not None:
+                engine.clear_data()
+                engine.add_data(checked(data, what="policy data"))
+            engine.set_input(document)
+            text = engine.eval_rule_as_json(f"data.{OUTPUT_PACKAGE}.{RESULT_RULE}")
+        except RuntimeError as exc:
+            raise PolicyError(f"policy {self.policy_id!r} failed: {engine_message(exc)}") from exc
+        result = json.loads(text) if text else None
+        if not isinstance(result, dict):
+            return None
+        values = result.get("values")
+        if not isinstance(values, dict):
+            return None
+        for name in result.get("sets") or ():
+            if isinstance(values.get(name), list):
+                values[name] = sorted(values[name], key=canonical)
+        return values
 
 
-def _query_bundle(runner: Any, bundle: Any) -> tuple[bool, str, str]:
-    """Run ``bundle`` and return (ok, output text, error messages), freeing the output.
+#: Each thread's engines, by policy token. Module-level and never destroyed: an engine must
+#: be dropped by the thread that made it (module docstring), so the engines of a policy that
+#: is gone are dropped by their own thread when it next evaluates (:data:`_RETIRED`), or when
+#: its least recently used engines are trimmed to :data:`MAX_ENGINES_PER_THREAD`.
+_THREAD = threading.local()
+_TOKENS = itertools.count(1)
+#: Tokens of policies that are gone (appended from any thread, read by each).
+_RETIRED: list[int] = []
+MAX_ENGINES_PER_THREAD: Final = 64
 
-    This is ``Interpreter.query_bundle`` without regopy's ``Output`` wrapper, which parses
-    the text as JSON in its constructor and so raises on the error S-expressions rego-cpp
-    returns for some failures ("Function not found"), losing the message; reading the raw
-    output here also sidesteps the Output lifetime pitfall (env-peers-perf.md §2).
-    """
-    impl = rego_bundle_query(runner._impl, bundle._impl)
-    try:
-        ok = bool(rego_output_ok(impl))
-        text = rego_output_string(impl)
-        errors: list[str] = []
-        if not ok:
-            _collect_errors(rego_output_node(impl), errors)
-        return ok, text, "; ".join(errors)
-    finally:
-        rego_free_output(impl)
+
+def _thread_engines() -> OrderedDict[int, Any]:
+    engines: OrderedDict[int, Any] | None = getattr(_THREAD, "engines", None)
+    if engines is None:
+        engines = _THREAD.engines = OrderedDict()
+        _THREAD.retired_seen = 0
+    seen: int = _THREAD.retired_seen
+    if len(_RETIRED) > seen:
+        for token in _RETIRED[seen:]:
+            engines.pop(token, None)
+        _THREAD.retired_seen = len(_RETIRED)
+    return engines
+
+
+class _BuildError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def canonical(value: Any) -> str:
+    """The order of a set's members: their compact JSON text, keys sorted."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_MAX_PLAIN_DEPTH: Final = 32
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
-    """Whether regopy's ``set_input`` passes ``value`` without changing it (module docstring)."""
-    if value is None or value is True or value is False:
-        return True
+def checked(value: Any, *, what: str) -> Any:
+    """``value`` if the engine takes it faithfully: JSON values (dicts with string keys,
+    lists, strings encodable as UTF-8, finite floats, integers within 64 bits, booleans,
+    null) nested at most :data:`MAX_DOCUMENT_DEPTH` deep.
+
+    Raises:
+        PolicyError: naming the first value that is not.
+    """
+    problem = _problem(value, 0)
+    if problem is not None:
+        raise PolicyError(f"{what} cannot be evaluated exactly: {problem}")
+    return value
+
+
+def _problem(value: Any, depth: int) -> str | None:
     if isinstance(value, str):
-        return "\x00" not in value
+        return None if _utf8(value) else f"the string {value[:40]!r} is not Unicode text"
+    if value is None or isinstance(value, bool):
+        return None
     if isinstance(value, int):
-        return _INT64_MIN <= value <= _INT64_MAX
-    if depth >= _MAX_PLAIN_DEPTH:
-        return False
-    if type(value) is dict:
-        return all(isinstance(key, str) and "\x00" not in key and _plain(item, depth + 1)
-                   for key, item in value.items())
-    if type(value) is list:
-        return all(_plain(item, depth + 1) for item in value)
-    return False
-
-
-_CALL: Final = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)[ \t]*\(")
-_KEYWORDS: Final = frozenset({"if", "else", "some", "every", "not", "in", "contains", "with",
-                              "default", "import", "package", "as"})
-
-
-def _check_calls(policy_id: str, text: PolicyText, interpreter: regopy.Interpreter) -> None:
-    """Refuse calls to functions that are neither builtins nor defined by the policy."""
-    code = code_only(text.source)
-    known: set[str] = set()
-    for match in _CALL.finditer(code):
-        name = match.group(1)
-        if (name in known or name in _KEYWORDS or name in text.rules
-                or name.split(".", 1)[0] in ("data", "input")):
-            continue
-        if not interpreter.is_builtin(name):
-            line, column = line_column(text.source, match.start(1))
-            raise PolicyError(f"policy {policy_id!r} does not compile: {POLICY_MODULE}:{line}:"
-                              f"{column}: unknown function {name}")
-        known.add(name)
-
-
-def _interpreter() -> regopy.Interpreter:
-    interpreter = regopy.Interpreter()
-    interpreter.log_level = regopy.LogLevel.NONE   # rego-cpp prints errors otherwise
-    return interpreter
-
-
-def _to_json(value: Any, *, what: str) -> str:
-    try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
-        text.encode("utf-8")
-    except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
-        raise PolicyError(f"{what} is not JSON: {exc}") from exc
-    return text
-
-
-def data_json(data: Any) -> str:
-    """``data`` as JSON text for rego-cpp's data parser: floats in positional form."""
-    _to_json(data, what="policy data")          # the same refusals as for the input
-    return _data_json(data)
-
-
-def _data_json(value: Any) -> str:
+        return None if _INT64_MIN <= value <= _INT64_MAX else f"{value} is beyond 64 bits"
     if isinstance(value, float):
-        text = format(Decimal(repr(value)), "f")
-        return text if "." in text else text + ".0"
+        return None if math.isfinite(value) else f"{value} is not a finite number"
+    if depth >= MAX_DOCUMENT_DEPTH:
+        return f"it nests more than {MAX_DOCUMENT_DEPTH} levels deep"
+    if isinstance(value, Mapping | list | tuple):
+        return _container_problem(value, depth)
+    return f"a {type(value).__name__} is not a JSON value"
+
+
+def _container_problem(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...],
+                       depth: int) -> str | None:
     if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(key), ensure_ascii=False)}:{_data_json(item)}"
-                              for key, item in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_data_json(item) for item in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"the key {key!r} is not a string"
+            if not _utf8(key):
+                return f"the key {key[:40]!r} is not Unicode text"
+            problem = _problem(item, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    for item in value:
+        problem = _problem(item, depth + 1)
+        if problem is not None:
+            return problem
+    return None
 
 
-_ERROR_HEAD: Final = re.compile(r"\(error(?=\s)")
-_ERROR_LOCATION: Final = re.compile(r"\s*(\d+):")
-_ERROR_MESSAGE: Final = re.compile(r"\(errormsg (\d+):")
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
-def compile_error_message(text: str, sources: Mapping[str, str]) -> str:
-    """rego-cpp's error S-expression as ``module:line:column: message`` lines."""
-    messages = []
-    for segment in _ERROR_HEAD.split(text)[1:]:
-        message = _ERROR_MESSAGE.search(segment)
-        if message is None:
-            continue
-        what = segment[message.end():message.end() + int(message.group(1))]
-        messages.append(_locate(segment, sources) + what)
-    return "; ".join(messages) or text.strip()
+#: Errors regorus finds in a policy's text on its first evaluation, whatever the input.
+_STATIC_ERRORS: Final = ("unsafe", "rule conflicts", "could not find function", "recursion",
+                         "expecting")
+_ENGINE_LOCATION: Final = re.compile(r"-->\s*([^\s:]+):(\d+):(\d+)")
+_ENGINE_ERROR: Final = re.compile(r"(?m)^error:\s*(.+)$")
 
 
-def _locate(segment: str, sources: Mapping[str, str]) -> str:
-    size = _ERROR_LOCATION.match(segment)
-    if size is None:
-        return ""
-    start = size.end()
-    name = segment[start:start + int(size.group(1))]
-    place = re.match(r"\|(\d+)\|(\d+)", segment[start + int(size.group(1)):])
-    if place is None or name not in sources:
-        return f"{name}: " if name else ""
-    source, offset = sources[name], int(place.group(1))
-    line, column = line_column(source, offset)
-    near = source[offset:offset + int(place.group(2))].strip()
-    return f"{name}:{line}:{column}: " + (f"near {near!r}: " if near else "")
+def engine_message(exc: BaseException) -> str:
+    """regorus's error as ``module:line:column: message`` (its backtrace left out)."""
+    text = str(exc).split("Stack backtrace:", 1)[0].strip()
+    location = _ENGINE_LOCATION.search(text)
+    error = _ENGINE_ERROR.search(text)
+    if error is None:
+        return " ".join(text.split()) or type(exc).__name__
+    if location is None:
+        return error.group(1).strip()
+    module, line, column = location.groups()
+    return f"{module}:{line}:{column}: {error.group(1).strip()}"
 
 
-_ERROR_TEXT_NODES: Final = frozenset({int(regopy.NodeKind.ErrorMessage),
-                                      int(regopy.NodeKind.ErrorCode)})
-
-
-def _collect_errors(node: Any, parts: list[str], depth: int = 0) -> None:
-    """The text of the ``ErrorMessage``/``ErrorCode`` nodes under ``node`` (a raw handle)."""
-    if not node or depth > 8:
-        return
-    with contextlib.suppress(regopy.RegoError, ValueError):
-        if int(rego_node_type(node)) in _ERROR_TEXT_NODES:
-            parts.append(rego_node_value(node))
-            return
-        for index in range(rego_node_size(node)):
-            _collect_errors(rego_node_get(node, index), parts, depth + 1)
+def _v0_hint(message: str) -> bool:
+    return "`if` keyword is required" in message or "`contains` keyword is required" in message
 
 
 def source_digest(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
-def data_digest(data: Mapping[str, Any]) -> str:
-    try:
-        text = json.dumps(data, sort_keys=True, allow_nan=False, ensure_ascii=False,
-                          separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise PolicyError(f"policy data is not JSON: {exc}") from exc
-    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
-
-
 _Entry = TypeVar("_Entry")
 
 
 class PolicyCache(Generic[_Entry]):
-    """A bounded LRU of compiled policies, safe to share between threads."""
+    """A bounded LRU of compiled policies, safe to share between threads.
+
+    Each key holds one *generation* (of the reference values compiled in): asking for a key
+    with another generation replaces the entry, so superseded reference values (which may be
+    large) never wait in the cache for eviction.
+    """
 
     def __init__(self, max_entries: int) -> None:
         if max_entries < 1:
             raise ValueError("a policy cache holds at least one entry")
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, ...], tuple[str, _Entry]] = OrderedDict()
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
 
-    def get(self, key: tuple[str, ...], build: Callable[[], _Entry]) -> _Entry:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                return entry
-        with self._build_lock:    # builds are rare; one at a time keeps rego-cpp simple
-            with self._lock:
-                entry = self._entries.get(key)
+    def get(self, key: tuple[str, ...], build: Callable[[], _Entry], *,
+            generation: str = "") -> _Entry:
+        found = self._lookup(key, generation)
+        if found is not None:
+            return found
+        with self._build_lock:    # builds are rare; one at a time
+            entry = self._lookup(key, generation)
             if entry is None:
                 entry = build()
             with self._lock:
-                self._entries[key] = entry
+                self._entries[key] = (generation, entry)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self.max_entries:
                     self._entries.popitem(last=False)
         return entry
+
+    def _lookup(self, key: tuple[str, ...], generation: str) -> _Entry | None:
+        with self._lock:
+            held = self._entries.get(key)
+            if held is None or held[0] != generation:
+                return None
+            self._entries.move_to_end(key)
+            return held[1]
 
     def __len__(self) -> int:
         with self._lock:
@@ -575,18 +553,18 @@ class PolicyCache(Generic[_Entry]):
 
 
 __all__ = [
-    "CLAIMS_KEY",
-    "REQUEST_KEY",
+    "BUILTINS_SOURCE",
+    "MAX_NESTING",
     "CompiledPolicy",
     "PolicyCache",
     "PolicyText",
     "RuleBody",
+    "canonical",
+    "check_source",
+    "checked",
     "code_only",
-    "compile_error_message",
-    "data_digest",
-    "data_json",
+    "declared_tees",
+    "engine_message",
     "output_module",
-    "prepare_source",
-    "request_rewrite",
     "source_digest",
 ]

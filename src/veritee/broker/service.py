@@ -39,6 +39,7 @@ from veritee.binding import InitData
 from veritee.broker import jwe, policies, problems
 from veritee.broker.challenge import ChallengeError, ChallengeFields, ChallengeSealer
 from veritee.broker.metrics import Metrics
+from veritee.broker.references import ReferenceCache
 from veritee.collateral import CollateralSource
 from veritee.collateral.gate import FetchGate
 from veritee.encoding import b64url_decode
@@ -108,6 +109,7 @@ class Broker:
     _cache: dict[str, _Cached] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _tokens: EarVerifier = field(init=False, repr=False)
+    _references: ReferenceCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.audit is None:
@@ -115,6 +117,7 @@ class Broker:
         audit = self.audit
         self.metrics.watch_audit(lambda: audit.pending, lambda: audit.dropped)
         self._tokens = EarVerifier(self.issuer.jwks())
+        self._references = ReferenceCache(self.store, refresh_seconds=STORE_CACHE_SECONDS)
 
     def close(self) -> None:
         """Write pending audit events, then close the store."""
@@ -437,7 +440,7 @@ class Broker:
                                                        lambda: self.attestation_policy_source(tee))
         else:
             policy_id, version = "dry-run", None
-        reference = self._cached("rv", lambda: self.store.get_reference_values(now=now))
+        reference = self._references.get(now)
         return self.engine.appraise(
             tee=tee, claims=claims, policy_id=policy_id, policy=source, policy_version=version,
             reference_values=reference,
@@ -466,6 +469,7 @@ class Broker:
         """Drop this process's copies of policies and reference values (they are re-read
         from the store on next use; other processes refresh within a second)."""
         self._cache.clear()
+        self._references.forget()
 
     def _token(self, session_id: str | None, authorization: str | None, now: datetime) -> str:
         if authorization:

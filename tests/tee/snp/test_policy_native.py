@@ -1,7 +1,7 @@
-"""The native evaluators of the shipped policies equal their Rego source run by regopy.
+"""The native evaluators of the shipped policies equal their Rego source run by regorus.
 
 Property tests compare, on generated claim sets, reference values and token claim sets:
-the raw policy outputs (native function against the regopy bundle, strictly: ``1`` is not
+the raw policy outputs (native function against the compiled policy, strictly: ``1`` is not
 ``true``), and the whole Appraisal/Decision of an engine with native evaluators against one
 without (every check's name, held, detail and values; or the same error).
 """
@@ -23,11 +23,13 @@ from veritee.appraisal import (
     GENERIC_ATTESTATION_POLICY,
     PolicyEngine,
     PolicyError,
+    ReferenceValueError,
     policy_input,
 )
 from veritee.appraisal import native as native_module
 from veritee.appraisal.ear import EarIssuer
 from veritee.appraisal.native import NativePolicy, resource_default
+from veritee.appraisal.prepared import PreparedReferences
 from veritee.appraisal.rego import CompiledPolicy
 from veritee.tee.snp.claims import SnpClaims
 from veritee.tee.snp.layout import parse_report
@@ -44,7 +46,7 @@ EXAMPLES = settings(max_examples=400, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 NATIVE = engine()
-REGOPY = engine(native=False)
+REGORUS = engine(native=False)
 
 
 def strict(value: Any) -> str:
@@ -59,7 +61,7 @@ _ODD_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=6) | st.samp
      "İ", "ß"])
 SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
            | st.integers(-3, 300) | st.floats(allow_nan=False, width=32) | _ODD_TEXT)
-#: Values regopy takes unchanged (most of the time), so that the native path is exercised.
+#: Values the engine takes unchanged (most of the time), so that the native path is exercised.
 PLAIN = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
          | st.text(alphabet=string.printable, max_size=6))
 JSON = st.recursive(st.one_of(PLAIN, PLAIN, PLAIN, SCALARS), lambda inner: st.lists(
@@ -143,14 +145,20 @@ def _input(claims: dict[str, Any], runtime: dict[str, Any] | None,
 # -- the raw outputs -------------------------------------------------------------------------
 
 
-def _regopy(kind: str, source: str, data: dict[str, Any]) -> CompiledPolicy:
-    policy = REGOPY.compile(kind, "equivalence", source, data)  # type: ignore[arg-type]
+def _compiled(kind: str, source: str, references: dict[str, Any] | None = None
+              ) -> CompiledPolicy:
+    prepared = None if references is None else PreparedReferences.build(references)
+    policy = REGORUS.compile(kind, "equivalence", source, prepared)  # type: ignore[arg-type]
     assert isinstance(policy, CompiledPolicy)
     return policy
 
 
+def _document(references: dict[str, Any]) -> dict[str, Any]:
+    return dict(PreparedReferences.build(references).document)
+
+
 def _compare_outputs(evaluator: Any, compiled: CompiledPolicy, document: dict[str, Any],
-                     data: dict[str, Any]) -> None:
+                     data: dict[str, Any], *, per_call: bool = False) -> None:
     if not native_module.acceptable(document):
         event("declined: document")
         return
@@ -160,42 +168,43 @@ def _compare_outputs(evaluator: Any, compiled: CompiledPolicy, document: dict[st
         event("declined: read value")
         return
     event("native")
-    assert strict(native) == strict(compiled.evaluate(document))
+    assert strict(native) == strict(compiled.evaluate(document, data if per_call else None))
 
 
 @EXAMPLES
 @given(claims=snp_claims(), references=REFERENCES, runtime=RUNTIME, settings=SETTINGS)
-def test_snp_outputs_equal_regopy(claims: dict[str, Any], references: dict[str, Any],
+def test_snp_outputs_equal_regorus(claims: dict[str, Any], references: dict[str, Any],
                                   runtime: dict[str, Any] | None,
                                   settings: dict[str, Any] | None) -> None:
-    data = {"reference": references}
     try:
-        compiled = _regopy("attestation", SNP_POLICY, data)
-    except PolicyError:
+        compiled = _compiled("attestation", SNP_POLICY, references)
+    except (PolicyError, ReferenceValueError):
         event("data refused")    # the appraisal test checks both paths refuse alike
         return
-    _compare_outputs(snp_default, compiled, _input(claims, runtime, settings), data)
+    _compare_outputs(snp_default, compiled, _input(claims, runtime, settings),
+                     _document(references))
 
 
 @EXAMPLES
 @given(settings=st.sampled_from([{"require_revocation": True}, {"require_revocation": False},
                                  {}, {"require_revocation": 1}, []]) | SETTINGS | JSON,
        claims=snp_claims())
-def test_snp_settings_of_any_shape_equal_regopy(settings: Any, claims: dict[str, Any]) -> None:
+def test_snp_settings_of_any_shape_equal_regorus(settings: Any, claims: dict[str, Any]) -> None:
     # input.veritee as the broker builds it is an object; a policy must not trip on others.
-    data = {"reference": {"snp_launch_measurement": [MEASUREMENT], "allow_emulated": [True]}}
+    references = {"snp_launch_measurement": [MEASUREMENT], "allow_emulated": [True]}
     document = {**_input(claims, None), "veritee": settings}
-    _compare_outputs(snp_default, _regopy("attestation", SNP_POLICY, data), document, data)
+    _compare_outputs(snp_default, _compiled("attestation", SNP_POLICY, references), document,
+                     _document(references))
 
 
 @EXAMPLES
 @given(claims=TOKENS, plugin=_maybe(st.sampled_from(["resource", "other", "a!", ""])))
-def test_resource_outputs_equal_regopy(claims: dict[str, Any], plugin: Any) -> None:
+def test_resource_outputs_equal_regorus(claims: dict[str, Any], plugin: Any) -> None:
     data: dict[str, Any] = {"resource-path": ["a", "b", "c"]}
     if plugin is not MISSING:
         data["plugin"] = plugin
-    _compare_outputs(resource_default, _regopy("resource", DEFAULT_RESOURCE_POLICY, data),
-                     claims, data)
+    _compare_outputs(resource_default, _compiled("resource", DEFAULT_RESOURCE_POLICY),
+                     claims, data, per_call=True)
 
 
 # -- whole appraisals and decisions ----------------------------------------------------------
@@ -210,7 +219,7 @@ def _outcome(call: Any) -> tuple[str, str]:
 
 @EXAMPLES
 @given(claims=snp_claims(), references=REFERENCES, runtime=RUNTIME, settings=SETTINGS)
-def test_snp_appraisal_equals_regopy(claims: dict[str, Any], references: dict[str, Any],
+def test_snp_appraisal_equals_regorus(claims: dict[str, Any], references: dict[str, Any],
                                      runtime: dict[str, Any] | None,
                                      settings: dict[str, Any] | None) -> None:
     def appraise(engine: PolicyEngine) -> Any:
@@ -219,18 +228,18 @@ def test_snp_appraisal_equals_regopy(claims: dict[str, Any], references: dict[st
                                runtime_data=runtime, policy_version=3, settings=settings,
                                **shape("snp"))
 
-    assert _outcome(lambda: appraise(NATIVE)) == _outcome(lambda: appraise(REGOPY))
+    assert _outcome(lambda: appraise(NATIVE)) == _outcome(lambda: appraise(REGORUS))
 
 
 @EXAMPLES
 @given(claims=TOKENS, path=st.lists(st.sampled_from(["repo", "key", "tag", "x"]), min_size=1,
                                     max_size=3))
-def test_resource_decision_equals_regopy(claims: dict[str, Any], path: list[str]) -> None:
+def test_resource_decision_equals_regorus(claims: dict[str, Any], path: list[str]) -> None:
     def decide(engine: PolicyEngine) -> Any:
         return engine.allow_resource(policy=DEFAULT_RESOURCE_POLICY, ear_claims=claims,
                                      path=path)
 
-    assert _outcome(lambda: decide(NATIVE)) == _outcome(lambda: decide(REGOPY))
+    assert _outcome(lambda: decide(NATIVE)) == _outcome(lambda: decide(REGORUS))
 
 
 # -- which policies, and the real flow stays native ------------------------------------------
@@ -247,10 +256,10 @@ def test_only_the_exact_shipped_text_is_native() -> None:
 
 
 def test_engine_without_native_never_uses_it() -> None:
-    policy = REGOPY.compile("resource", "resource", DEFAULT_RESOURCE_POLICY, {"plugin": "x"})
+    policy = REGORUS.compile("resource", "resource", DEFAULT_RESOURCE_POLICY, None)
     assert isinstance(policy, CompiledPolicy)
-    assert REGOPY.native_evaluator("resource", DEFAULT_RESOURCE_POLICY) is None
-    policy = NATIVE.compile("resource", "resource", DEFAULT_RESOURCE_POLICY, {"plugin": "x"})
+    assert REGORUS.native_evaluator("resource", DEFAULT_RESOURCE_POLICY) is None
+    policy = NATIVE.compile("resource", "resource", DEFAULT_RESOURCE_POLICY, None)
     assert isinstance(policy, NativePolicy)
 
 
@@ -272,10 +281,10 @@ def test_a_real_flow_never_falls_back() -> None:
     assert fresh.evaluations == {"native": 2}
 
 
-def test_declined_input_runs_in_regopy() -> None:
+def test_declined_input_runs_in_regorus() -> None:
     claims = {"submods": {"cpu0": {"ear.status": "affirming", "x": 0.5}}}
     decision = NATIVE.allow_resource(policy=DEFAULT_RESOURCE_POLICY, ear_claims=claims,
                                      path=["a", "b", "c"])
     assert decision.allow
-    assert repr(decision) == repr(REGOPY.allow_resource(
+    assert repr(decision) == repr(REGORUS.allow_resource(
         policy=DEFAULT_RESOURCE_POLICY, ear_claims=claims, path=["a", "b", "c"]))

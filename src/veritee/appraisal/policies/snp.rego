@@ -10,6 +10,8 @@
 #                             required)
 # Data:
 #   data.reference            reference values, {name: [values]}
+#   data.reference_lower      {name: {lowercased value: true}} for the ASCII string values: one
+#                             lookup, whatever the number of values
 #
 # Output:
 #   trust_claims              an AR4SI trustworthiness vector (draft-ietf-rats-ar4si §2.3)
@@ -66,6 +68,11 @@ default refs := {}
 
 refs := data.reference if is_object(data.reference)
 
+# The ASCII string values of each name, lowercased: {value: true} (veritee.appraisal.prepared).
+default lowered := {}
+
+lowered := data.reference_lower if is_object(data.reference_lower)
+
 default snp := {}
 
 snp := input.snp if is_object(input.snp)
@@ -76,9 +83,7 @@ default measurement_known := false
 
 measurement_known if {
 	is_string(snp.measurement)
-	some m in refs.snp_launch_measurement
-	is_string(m)
-	lower(m) == lower(snp.measurement)
+	lowered.snp_launch_measurement[lower(snp.measurement)] == true
 }
 
 default executables := 33
@@ -206,9 +211,7 @@ host_data_known if not refs.snp_host_data
 
 host_data_known if {
 	is_string(snp.host_data)
-	some h in refs.snp_host_data
-	is_string(h)
-	lower(h) == lower(snp.host_data)
+	lowered.snp_host_data[lower(snp.host_data)] == true
 }
 
 default configuration := 36

@@ -1,8 +1,8 @@
 """SEV-SNP's appraisal hooks: Trustee's claim names in the policy input, and the native
 evaluator of the default policy (``veritee/appraisal/policies/snp.rego``).
 
-The native evaluator returns exactly what rego-cpp returns for ``snp.rego`` on the inputs
-:func:`veritee.appraisal.native.acceptable` admits (equivalence-tested against regopy);
+The native evaluator returns exactly what regorus returns for ``snp.rego`` on the inputs
+:func:`veritee.appraisal.native.acceptable` admits (equivalence-tested against regorus);
 whoever edits ``snp.rego`` edits :func:`default_policy` too.
 """
 
@@ -54,17 +54,13 @@ _TCB_REFS: Final = (("bootloader", "snp_bootloader"), ("tee", "snp_tee"),
                     ("snp", "snp_snp"), ("microcode", "snp_microcode"), ("fmc", "snp_fmc"))
 
 
-def _lower_in(value: Any, references: Any) -> bool:
-    """``is_string(v); some m in refs; is_string(m); lower(m) == lower(v)``."""
+def _lower_in(value: Any, index: Any) -> bool:
+    """``is_string(v); index[lower(v)] == true`` (``index``: a name's ``reference_lower``)."""
     if type(value) is not str:
         return False
-    found_in = members(references) if references is not UNDEFINED else []
-    wanted = safe_string(value).lower()
-    found = False
-    for member in found_in:
-        if type(member) is str and safe_string(member).lower() == wanted:
-            found = True
-    return found
+    if type(index) is not dict:
+        return False
+    return index.get(safe_string(value).lower()) is True
 
 
 def _tcb_passing(snp: Mapping[str, Any], refs: Mapping[str, Any]) -> set[str]:
@@ -124,6 +120,8 @@ def default_policy(document: Mapping[str, Any], data: Mapping[str, Any]) -> dict
     """``policies/snp.rego``: its ``checks``, ``trust_claims`` and the claim rules."""
     refs = data.get("reference", UNDEFINED)
     refs = refs if type(refs) is dict else {}
+    lowered = data.get("reference_lower", UNDEFINED)
+    lowered = lowered if type(lowered) is dict else {}
     snp = document.get("snp", UNDEFINED)
     snp = snp if type(snp) is dict else {}
     passing = _tcb_passing(snp, refs)
@@ -132,14 +130,14 @@ def default_policy(document: Mapping[str, Any], data: Mapping[str, Any]) -> dict
     host_refs = refs.get("snp_host_data", UNDEFINED)
     held = {
         "measurement": _lower_in(snp.get("measurement", UNDEFINED),
-                                 refs.get("snp_launch_measurement", UNDEFINED)),
+                                 lowered.get("snp_launch_measurement", UNDEFINED)),
         **{component: component in passing for component, _ in _TCB_REFS},
         "revocation": revocation_ok,
         "emulated": _genuine(snp, refs),
         "vmpl": _vmpl_ok(snp, refs),
         **{flag: _flag_ok(snp, flag, allowed[flag]) for flag, _ in _FLAG_REFS},
         "host_data": absent_or_false(host_refs) or _lower_in(snp.get("host_data", UNDEFINED),
-                                                             host_refs),
+                                                             lowered.get("snp_host_data")),
     }
     claims = _trust_claims(held)
     vmpl_listed = not absent_or_false(refs.get("snp_vmpl", UNDEFINED))

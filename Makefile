@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/regorus.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/regorus.txt
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

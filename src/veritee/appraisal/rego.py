@@ -248,11 +248,11 @@ def output_module(names: Iterable[str]) -> str:
     lines = [f"package {OUTPUT_PACKAGE}", "", "import rego.v1", ""]
     members = []
     for name in sorted(names):
-        lines += [f"default {name} := null", f"{name} := data.{POLICY_PACKAGE}.{name}",
-                  f'sets contains "{name}" if is_set({name})', ""]
+        lines += [f"default {name} := null", f"{name} := data.{POLICY_PACKAGE}.{name}", ""]
         members.append(f'"{name}": {name}')
-    lines += ["default sets := set()",
-              f'{RESULT_RULE} := {{"values": {{{", ".join(members)}}}, "sets": sets}}']
+    kinds = [f'"{name}": is_set({name})' for name in sorted(names)]
+    lines.append(f'{RESULT_RULE} := {{"values": {{{", ".join(members)}}}, '
+                 f'"sets": {{{", ".join(kinds)}}}}}')
     return "\n".join(lines) + "\n"
 
 
@@ -373,8 +373,9 @@ class CompiledPolicy:
         values = result.get("values")
         if not isinstance(values, dict):
             return None
-        for name in result.get("sets") or ():
-            if isinstance(values.get(name), list):
+        sets = result.get("sets")
+        for name, is_set in (sets.items() if isinstance(sets, dict) else ()):
+            if is_set is True and isinstance(values.get(name), list):
                 values[name] = sorted(values[name], key=canonical)
         return values
 

@@ -487,3 +487,20 @@ def test_engines_are_dropped_by_their_own_thread() -> None:
     assert failures == []
     assert rego._RETIRED                  # evicted policies were retired, not dropped here
     assert run(engine, "package policy\nhardware := 2\n").trust_vector["hardware"] == 2
+
+
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=4)
+    | st.sampled_from(["\ud800", "é", "\x00"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=3) | st.sampled_from(["\udfff"]), inner, max_size=3),
+    max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_ANY_JSON)
+def test_the_fast_input_check_agrees_with_the_full_one(value: Any) -> None:
+    from veritee.appraisal import rego
+
+    assert rego._plain(value, 0) == (rego._problem(value, 0) is None)

@@ -2,9 +2,9 @@
 
 * :class:`PolicyEngine` evaluates attestation policies (claims → AR4SI trust vector, with an
   explanation of every rule) and resource policies (EAR claims + path → release or not).
-  Policies are Rego, run by regopy (rego-cpp). Shipped policies may also have a native
-  evaluator, equivalence-tested against their Rego source and used only when the policy text
-  is exactly the shipped one (:mod:`veritee.appraisal.native`).
+  Policies are Rego, run by regorus (:mod:`veritee.appraisal.rego`). Shipped policies may
+  also have a native evaluator, equivalence-tested against their Rego source and used only
+  when the policy text is exactly the shipped one (:mod:`veritee.appraisal.native`).
 * :mod:`veritee.appraisal.ear` signs and verifies EAR tokens (ES256).
 * :mod:`veritee.appraisal.reference` models and parses reference values.
 

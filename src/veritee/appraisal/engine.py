@@ -115,7 +115,7 @@ class PolicyEngine:
         that kind of policy needs (``trust_claims`` or a claim rule; ``allow``).
 
         Raises:
-            PolicyError: it does not compile (the message carries rego-cpp's, with module,
+            PolicyError: it does not compile (the message carries regorus's, with module,
                 line and column), or it defines none of the outputs ``kind`` needs.
         """
         text = rego.PolicyText.read(source, policy_id=policy_id)

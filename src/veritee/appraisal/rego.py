@@ -426,10 +426,48 @@ def checked(value: Any, *, what: str) -> Any:
     Raises:
         PolicyError: naming the first value that is not.
     """
-    problem = _problem(value, 0)
+    if _plain(value, 0):
+        return value
+    problem = _problem(value, 0)        # the slow walk names the value (or admits subclasses)
     if problem is not None:
         raise PolicyError(f"{what} cannot be evaluated exactly: {problem}")
     return value
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """The fast path of :func:`checked`: exact JSON types only (one type test per value)."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _utf8(value)
+    if kind is dict:
+        if depth >= MAX_DOCUMENT_DEPTH:
+            return False
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or _utf8(key)):
+                return False
+            if not _plain_item(item, depth):
+                return False
+        return True
+    if kind is list:
+        if depth >= MAX_DOCUMENT_DEPTH:
+            return False
+        return all(_plain_item(item, depth) for item in value)
+    return _plain_item(value, depth)
+
+
+def _plain_item(item: Any, depth: int) -> bool:
+    kind = type(item)
+    if kind is str:
+        return item.isascii() or _utf8(item)
+    if item is None or kind is bool:
+        return True
+    if kind is int:
+        return bool(_INT64_MIN <= item <= _INT64_MAX)
+    if kind is float:
+        return math.isfinite(item)
+    if kind is dict or kind is list:
+        return _plain(item, depth + 1)
+    return False
 
 
 def _problem(value: Any, depth: int) -> str | None:

@@ -175,7 +175,7 @@ def _checks(held: Mapping[str, bool], *, required: bool, vmpl_listed: bool,
     return [{**entry, "held": held[key]} for key, entry in entries]
 
 
-# -- the static parts of snp.rego's ``checks`` (keys in rego-cpp's output order) -----------------
+# -- the static parts of snp.rego's ``checks`` (keys in the engine's output order) -----------------
 
 _FLAG_REFS: Final = (("debug", "snp_allow_debug"), ("migrate_ma", "snp_allow_migrate_ma"))
 

@@ -115,6 +115,7 @@ class CaseResult:
 #: first flow (≈1–2 s of CPU at 100,000), which is start-up, not the cost of a flow.
 WARMUP_SECONDS = 3.0
 
+
 @dataclass(frozen=True)
 class ScaleBenchmark:
     name: str = "scale"

@@ -143,7 +143,7 @@ def test_purge_in_batches_never_starves_a_writer(url: str) -> None:
         thread.start()
         try:
             started = time.perf_counter()
-            purged = store.purge_expired(now=T0)
+            purged = store.purge_expired(now=T0, duty=0.5)    # harsher than the default
             elapsed = time.perf_counter() - started
         finally:
             stop.set()
@@ -177,6 +177,9 @@ def test_purge_batches_and_time_budget(store: Store) -> None:
     ("max_seconds 0", {"max_seconds": 0}),
     ("max_seconds negative", {"max_seconds": -1}),
     ("max_seconds text", {"max_seconds": "1"}),
+    ("duty 0", {"duty": 0}),
+    ("duty above 1", {"duty": 1.5}),
+    ("duty True", {"duty": True}),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_purge_refuses_bad_arguments(store: Store, name: str, kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidRecordError):

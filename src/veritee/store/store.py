@@ -74,12 +74,12 @@ MAX_PAGE: Final = 10_000
 DEFAULT_PAGE: Final = 100
 #: Sessions one purge statement deletes; each batch is its own short transaction.
 PURGE_BATCH: Final = 2000
-#: Shortest pause between purge batches. The purge also pauses nine times as long as its last
-#: batch took, so it holds SQLite's write lock at most a tenth of the time and a writer polling
-#: for it (SQLite's busy handler retries after 1, 2, 5, 10 ... 100 ms) gets it within a try.
+#: Shortest pause between purge batches. The purge also pauses 19 times as long as its last
+#: batch took, so it holds SQLite's write lock at most a twentieth of the time and a writer
+#: polling for it (SQLite's busy handler retries after 1, 2, 5, 10 ... 100 ms) gets it within a try.
 PURGE_PAUSE_S: Final = 0.002
 #: The share of one core a purge backlog may take (the pause after each batch follows).
-PURGE_DUTY: Final = 0.1
+PURGE_DUTY: Final = 0.05
 #: Names per ``IN (...)`` of :meth:`Store.reference_values_for` (well below SQLite's 32,766
 #: parameters and PostgreSQL's 65,535).
 IN_BATCH: Final = 500
@@ -329,17 +329,20 @@ class Store:
             return conn.execute(self._q.session_delete, {"p_id": session_id}).rowcount > 0
 
     def purge_expired(self, *, now: datetime, batch: int = PURGE_BATCH,
-                      max_seconds: float | None = None) -> int:
+                      max_seconds: float | None = None, duty: float = PURGE_DUTY) -> int:
         """Delete the sessions expired at ``now`` (``expires_at <= now``), oldest first, in
         statements of at most ``batch`` rows; returns how many were deleted.
 
         Each batch is its own short transaction (a few milliseconds on SQLite), and the
-        purge pauses between batches (:data:`PURGE_PAUSE_S`, or nine times as long as the
+        purge pauses between batches (:data:`PURGE_PAUSE_S`, or 19 times as long as the
         batch took: :data:`PURGE_DUTY`), so writers waiting for the lock get it and the purge
-        takes at most a tenth of a core: a backlog of a million expired sessions
+        takes at most a twentieth of a core per process (every worker purges; ``duty``, a
+        fraction in (0, 1], sets another share): a backlog of a million expired sessions
         never holds the lock near the busy timeout. With ``max_seconds`` the purge stops
         after the batch that reaches it; the next call goes on where it stopped. Blocks the
         calling thread for the whole purge: run it in a thread (the server does)."""
+        if isinstance(duty, bool) or not isinstance(duty, int | float) or not 0 < duty <= 1:
+            raise InvalidRecordError(f"duty is {duty!r}, expected a fraction in (0, 1]")
         params = {"p_now": utc(now, "now"), "p_batch": _page_limit(batch, "batch")}
         _check_budget(max_seconds)
         started = time.monotonic()
@@ -352,10 +355,10 @@ class Store:
             after = time.monotonic()
             if deleted < batch or (max_seconds is not None and after - started >= max_seconds):
                 return total
-            # Pause nine times as long as the batch took: waiting writers get SQLite's lock
-            # (they poll for it), and a backlog is worked off with at most a tenth of a core
+            # Pause 19 times as long as the batch took: waiting writers get SQLite's lock
+            # (they poll for it), and a backlog is worked off with a twentieth of a core
             # (:data:`PURGE_DUTY`) instead of competing with the flows being served.
-            time.sleep(max(PURGE_PAUSE_S, (after - before) * (1 - PURGE_DUTY) / PURGE_DUTY))
+            time.sleep(max(PURGE_PAUSE_S, (after - before) * (1 - duty) / duty))
 
     # --- resources ----------------------------------------------------------------------------
 

@@ -1,15 +1,17 @@
 """``veritee bench scale``: what a flow costs the broker as its data and policies grow.
 
 Each case runs the broker of ``veritee bench broker`` (a subprocess, one uvicorn worker per
-core, SQLite in a temporary data directory, emulated roots trusted) and drives full flows
-from the platform's benchmark guests at :data:`CONCURRENCY` concurrent guests for
-``--seconds``, after a warm-up; the figure is the broker's CPU time per flow (its processes,
-from /proc), which stays meaningful on a busy machine. Every case is set up as the baseline
-is, except for the one thing it grows:
+core, SQLite in a temporary data directory, emulated roots trusted); all of them serve at
+once, each warmed up, and the cases are measured in turn in rounds of
+:data:`ROUND_SECONDS`, full flows from the platform's benchmark guests at
+:data:`CONCURRENCY` concurrent guests, until each has had ``--seconds``. The figure is the
+broker's CPU time per flow (its processes, from /proc), which stays meaningful on a busy
+machine; interleaving makes the machine's slow spells fall on every case alike. Every case
+is set up as the baseline is, except for the one thing it grows:
 
 * **baseline** — 10 stored reference values (the guests' own and fillers), an empty store,
-  the built-in attestation policy; measured first and again last, and the mean is the
-  baseline of every ratio;
+  the built-in attestation policy; two such brokers (the second listed last), and the mean
+  is the baseline of every ratio (their difference shows the noise);
 * **reference values** — 100,000 stored (the guests' own and fillers ``bench-rv-NNNNNN``
   with one or two hex values each), seeded before the broker starts;
 * **audit log and purge** — 1,000,000 audit rows and 1,000,000 expired sessions seeded
@@ -29,6 +31,7 @@ removed afterwards. :class:`ScaleBenchmark` takes smaller sizes for tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -114,6 +117,10 @@ class CaseResult:
 #: Flows before measuring: each worker process reads and prepares the reference values on its
 #: first flow (≈1–2 s of CPU at 100,000), which is start-up, not the cost of a flow.
 WARMUP_SECONDS = 3.0
+#: Length of one measured round: every case's broker serves at once, and the cases are
+#: measured in turn, a round each, until each has had ``--seconds``; so a slow spell of this
+#: shared machine falls on every case alike instead of on one.
+ROUND_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,7 @@ class ScaleBenchmark:
                  expired_sessions=self.expired_sessions),
             Case(f"policy_{self.rules}_rules", f"a {self.rules}-rule operator policy", base,
                  rules=self.rules),
-            Case("baseline_again", "the baseline, measured again last", base),
+            Case("baseline_again", "the baseline, a second broker", base),
         ]
 
     def planned_seconds(self, settings: Settings) -> float:
@@ -152,19 +159,28 @@ class ScaleBenchmark:
         platform = harness.bench_platform(settings.tee)
         guest, _ = platform.load("broker_guest")()
         workers = os.cpu_count() or 1
-        results = [run_case(case, platform, guest, workers, settings) for case in self.cases()]
-        return _result(self.name, settings, results, workers=workers, tee=guest.tee)
+        rounds = max(1, round(settings.seconds / ROUND_SECONDS))
+        with contextlib.ExitStack() as stack:
+            running = [stack.enter_context(served_case(case, platform, guest, workers,
+                                                       settings))
+                       for case in self.cases()]
+            for _ in range(rounds):              # interleaved: the machine's drift is shared
+                for case in running:
+                    case.measure(settings.seconds / rounds, settings)
+            results = [case.result() for case in running]
+        return _result(self.name, settings, results, workers=workers, tee=guest.tee,
+                       rounds=rounds)
 
 
 def _result(name: str, settings: Settings, results: list[CaseResult], *, workers: int,
-            tee: str) -> BenchResult:
+            tee: str, rounds: int = 1) -> BenchResult:
     baselines = [r for r in results if r.case.key in ("baseline", "baseline_again")]
     measured = [r.cpu_ms_per_flow for r in baselines if r.cpu_ms_per_flow is not None]
     baseline_ms = round(statistics.mean(measured), 3) if measured else None
     cases = {r.case.key: r.to_dict(baseline_ms) for r in results}
     extra: dict[str, Any] = {
         "unit": f"full flows/s, baseline ({CONCURRENCY} guests)", "tee": tee,
-        "workers": workers, "concurrency": CONCURRENCY,
+        "workers": workers, "concurrency": CONCURRENCY, "rounds": rounds,
         "baseline_broker_cpu_ms_per_flow": baseline_ms,
         "ratios": {key: case["ratio"] for key, case in cases.items()
                    if not key.startswith("baseline")},
@@ -181,7 +197,56 @@ def _result(name: str, settings: Settings, results: list[CaseResult], *, workers
 
 def run_case(case: Case, platform: Platform, guest: Any, workers: int,
              settings: Settings) -> CaseResult:
-    """Seed, serve, provision, warm up and measure ``case``."""
+    """Seed, serve, provision, warm up and measure ``case`` alone."""
+    with served_case(case, platform, guest, workers, settings) as running:
+        running.measure(settings.seconds, settings)
+        return running.result()
+
+
+class RunningCase:
+    """A case's broker, serving; its measured rounds add up."""
+
+    def __init__(self, case: Case, served: harness.ServedBroker, guest: Any, *,
+                 seed_seconds: float, statuses: Counter[int], failed: int) -> None:
+        self.case, self.served, self.guest = case, served, guest
+        self.seed_seconds, self.statuses, self.failed = seed_seconds, statuses, failed
+        self.flows, self.elapsed, self.broker_cpu, self.client_cpu = 0, 0.0, 0.0, 0.0
+        self.cpu_known = True
+        self.latencies: list[float] = []
+        self.sessions_at_start: int | None = None
+        self.sessions_at_end: int | None = None
+
+    def measure(self, seconds: float, settings: Settings) -> None:
+        """One measured round of ``seconds``."""
+        if self.case.expired_sessions and self.sessions_at_start is None:
+            self.sessions_at_start = expired_sessions(self.served.data_dir)
+        level, failed = asyncio.run(counted_level(self.served, self.guest, seconds,
+                                                  self.statuses))
+        if self.case.expired_sessions:
+            self.sessions_at_end = expired_sessions(self.served.data_dir)
+        self.failed += failed
+        self.flows += level.flows
+        self.elapsed += level.elapsed
+        self.latencies += level.latencies
+        self.client_cpu += level.client_cpu or 0.0
+        if level.broker_cpu is None:
+            self.cpu_known = False
+        else:
+            self.broker_cpu += level.broker_cpu
+        settings.advance(f"{self.case.key}: measured", level.elapsed)
+
+    def result(self) -> CaseResult:
+        level = harness.Level(CONCURRENCY, self.flows, self.elapsed, tuple(self.latencies),
+                              broker_cpu=self.broker_cpu if self.cpu_known else None,
+                              client_cpu=self.client_cpu)
+        return CaseResult(self.case, level, self.statuses, self.failed, self.seed_seconds,
+                          self.sessions_at_start, self.sessions_at_end)
+
+
+@contextlib.contextmanager
+def served_case(case: Case, platform: Platform, guest: Any, workers: int,
+                settings: Settings) -> Iterator[RunningCase]:
+    """``case``'s broker seeded, serving, provisioned and warmed up."""
     seeded: dict[str, float] = {}
     own = len(guest.reference_values())
 
@@ -199,12 +264,8 @@ def run_case(case: Case, platform: Platform, guest: Any, workers: int,
         warmup = min(WARMUP_SECONDS, settings.seconds)
         _, failed = asyncio.run(counted_level(served, guest, warmup, statuses))
         settings.advance(f"{case.key}: start and warm-up", time.perf_counter() - started)
-        at_start = expired_sessions(served.data_dir) if case.expired_sessions else None
-        level, failed_now = asyncio.run(counted_level(served, guest, settings.seconds, statuses))
-        at_end = expired_sessions(served.data_dir) if case.expired_sessions else None
-        settings.advance(f"{case.key}: measured", level.elapsed)
-    return CaseResult(case, level, statuses, failed + failed_now, seeded.get("seconds", 0.0),
-                      at_start, at_end)
+        yield RunningCase(case, served, guest, seed_seconds=seeded.get("seconds", 0.0),
+                          statuses=statuses, failed=failed)
 
 
 class CountingTransport(harness.LoopbackTransport):

@@ -95,6 +95,8 @@ class CaseResult:
     seed_seconds: float
     sessions_at_start: int | None = None
     sessions_at_end: int | None = None
+    cpu_ms_per_flow_purging: float | None = None
+    """Over the rounds at whose end expired sessions were left (the purge ran throughout)."""
 
     @property
     def cpu_ms_per_flow(self) -> float | None:
@@ -111,6 +113,10 @@ class CaseResult:
         if self.sessions_at_start is not None:
             document["expired_sessions_at_start"] = self.sessions_at_start
             document["expired_sessions_at_end"] = self.sessions_at_end
+            purging = self.cpu_ms_per_flow_purging
+            document["broker_cpu_ms_per_flow_while_purging"] = purging
+            document["ratio_while_purging"] = (round(purging / baseline_ms, 3)
+                                               if purging is not None and baseline_ms else None)
         return document
 
 
@@ -160,10 +166,15 @@ class ScaleBenchmark:
         guest, _ = platform.load("broker_guest")()
         workers = os.cpu_count() or 1
         rounds = max(1, round(settings.seconds / ROUND_SECONDS))
+        cases = self.cases()
+        # The brokers whose data shrinks (the purge) start last, so that it is still at work
+        # when the rounds begin.
+        order = sorted(cases, key=lambda case: bool(case.expired_sessions))
         with contextlib.ExitStack() as stack:
-            running = [stack.enter_context(served_case(case, platform, guest, workers,
-                                                       settings))
-                       for case in self.cases()]
+            started = {case.key: stack.enter_context(served_case(case, platform, guest,
+                                                                 workers, settings))
+                       for case in order}
+            running = [started[case.key] for case in cases]
             for _ in range(rounds):              # interleaved: the machine's drift is shared
                 for case in running:
                     case.measure(settings.seconds / rounds, settings)
@@ -182,8 +193,10 @@ def _result(name: str, settings: Settings, results: list[CaseResult], *, workers
         "unit": f"full flows/s, baseline ({CONCURRENCY} guests)", "tee": tee,
         "workers": workers, "concurrency": CONCURRENCY, "rounds": rounds,
         "baseline_broker_cpu_ms_per_flow": baseline_ms,
-        "ratios": {key: case["ratio"] for key, case in cases.items()
-                   if not key.startswith("baseline")},
+        "ratios": {**{key: case["ratio"] for key, case in cases.items()
+                      if not key.startswith("baseline")},
+                   **{f"{key}_while_purging": case["ratio_while_purging"]
+                      for key, case in cases.items() if "ratio_while_purging" in case}},
         "non_2xx": {key: sum(case["non_2xx"].values()) for key, case in cases.items()},
         **cases,
         "limits": f"{harness.LIMITS_NOTE}; [session] purge_interval_seconds = 1",
@@ -212,6 +225,7 @@ class RunningCase:
         self.seed_seconds, self.statuses, self.failed = seed_seconds, statuses, failed
         self.flows, self.elapsed, self.broker_cpu, self.client_cpu = 0, 0.0, 0.0, 0.0
         self.cpu_known = True
+        self.purging_flows, self.purging_cpu = 0, 0.0
         self.latencies: list[float] = []
         self.sessions_at_start: int | None = None
         self.sessions_at_end: int | None = None
@@ -224,6 +238,9 @@ class RunningCase:
                                                   self.statuses))
         if self.case.expired_sessions:
             self.sessions_at_end = expired_sessions(self.served.data_dir)
+            if self.sessions_at_end and level.broker_cpu is not None:
+                self.purging_flows += level.flows              # purged through the round
+                self.purging_cpu += level.broker_cpu
         self.failed += failed
         self.flows += level.flows
         self.elapsed += level.elapsed
@@ -239,8 +256,10 @@ class RunningCase:
         level = harness.Level(CONCURRENCY, self.flows, self.elapsed, tuple(self.latencies),
                               broker_cpu=self.broker_cpu if self.cpu_known else None,
                               client_cpu=self.client_cpu)
+        purging = (round(1000 * self.purging_cpu / self.purging_flows, 3)
+                   if self.purging_flows else None)
         return CaseResult(self.case, level, self.statuses, self.failed, self.seed_seconds,
-                          self.sessions_at_start, self.sessions_at_end)
+                          self.sessions_at_start, self.sessions_at_end, purging)
 
 
 @contextlib.contextmanager

@@ -504,3 +504,13 @@ def test_the_fast_input_check_agrees_with_the_full_one(value: Any) -> None:
     from veritee.appraisal import rego
 
     assert rego._plain(value, 0) == (rego._problem(value, 0) is None)
+
+
+@pytest.mark.parametrize("prefix", ['s := "]]]]]]]]]]]]"\n', "# )))))))))))))\n",
+                                    's := `}}}}}}}}}}}}`\n'])
+def test_closing_brackets_in_strings_or_comments_do_not_lift_the_nesting_limit(
+        engine: PolicyEngine, prefix: str) -> None:
+    deep = "({[" * 4      # 12 levels, mixed
+    source = f"package policy\nimport rego.v1\n{prefix}x := {deep}1{']})' * 4}\n"
+    with pytest.raises(PolicyError, match=f"nest more than {MAX_NESTING} deep"):
+        engine.check_policy(source)

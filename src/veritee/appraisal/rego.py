@@ -286,7 +286,7 @@ class CompiledPolicy:
         if problem is not None:
             del engine           # dropped here, by its own thread: the error must not hold it
             raise PolicyError(f"policy {policy_id!r} does not compile: {problem}")
-        _thread_engines()[self._token] = engine
+        self._keep(engine)
 
     def _probe(self, engine: Any) -> str | None:
         """Evaluate once on an empty input: regorus reports conflicting rule definitions and
@@ -336,15 +336,19 @@ class CompiledPolicy:
         return engine
 
     def _engine(self) -> Any:
-        engines = _thread_engines()
-        engine = engines.get(self._token)
+        engine = _thread_engines().get(self._token)
         if engine is None:
-            engine = engines[self._token] = self._build()
-            while len(engines) > MAX_ENGINES_PER_THREAD:
-                engines.popitem(last=False)
-        else:
-            engines.move_to_end(self._token)
+            engine = self._build()
+        self._keep(engine)
         return engine
+
+    def _keep(self, engine: Any) -> None:
+        """This thread's engine of this policy, the most recently used of its table."""
+        engines = _thread_engines()
+        engines[self._token] = engine
+        engines.move_to_end(self._token)
+        while len(engines) > MAX_ENGINES_PER_THREAD:
+            engines.popitem(last=False)
 
     def __del__(self) -> None:
         _RETIRED.append(getattr(self, "_token", 0))

@@ -208,14 +208,6 @@ def _result(name: str, settings: Settings, results: list[CaseResult], *, workers
 # -- one case ------------------------------------------------------------------------------------
 
 
-def run_case(case: Case, platform: Platform, guest: Any, workers: int,
-             settings: Settings) -> CaseResult:
-    """Seed, serve, provision, warm up and measure ``case`` alone."""
-    with served_case(case, platform, guest, workers, settings) as running:
-        running.measure(settings.seconds, settings)
-        return running.result()
-
-
 class RunningCase:
     """A case's broker, serving; its measured rounds add up."""
 

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
 
 from veritee import blocking
 from veritee.appraisal.prepared import PreparedReferences
@@ -133,10 +132,6 @@ class ReferenceCache:
 
     def __len__(self) -> int:
         return len(self._records)
-
-    def stats(self) -> dict[str, Any]:
-        return {"names": len(self._records), "change": self._seen,
-                "generation": None if self._prepared is None else self._prepared.generation}
 
 
 __all__ = ["ReferenceCache"]

@@ -115,22 +115,23 @@ def plain_params(params: list[Any]) -> list[Any]:
 # -- the command classes -----------------------------------------------------------------------
 
 
-class Command(TyperCommand):
+class _Polished:
+    """What :class:`Command` and :class:`Group` add to Typer's classes."""
+
     def get_params(self, ctx: Any) -> list[Any]:
-        return plain_params(super().get_params(ctx))
+        return plain_params(super().get_params(ctx))  # type: ignore[misc]
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         readable_metavars(self, ctx)
-        super().format_help(ctx, formatter)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
-class Group(TyperGroup):
-    def get_params(self, ctx: Any) -> list[Any]:
-        return plain_params(super().get_params(ctx))
+class Command(_Polished, TyperCommand):
+    pass
 
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        readable_metavars(self, ctx)
-        super().format_help(ctx, formatter)
+
+class Group(_Polished, TyperGroup):
+    pass
 
 
 def polish(app: typer.Typer) -> None:

@@ -212,7 +212,8 @@ class PolicyEngine:
         def build() -> rego.CompiledPolicy:
             text = rego.PolicyText.read(source, policy_id=policy_id)
             return rego.CompiledPolicy(policy_id=policy_id, text=text,
-                                       outputs=outputs & text.rules, data=data)
+                                       outputs=outputs & text.rules, data=data,
+                                       planned=self.native)
 
         def compiled() -> rego.CompiledPolicy:
             policy = self._cache.get((*key, "regorus"), build, generation=generation)

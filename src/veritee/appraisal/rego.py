@@ -49,6 +49,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import regorus
 
+from veritee.appraisal import plan
 from veritee.appraisal.errors import PolicyError
 
 POLICY_PACKAGE: Final = "policy"
@@ -264,9 +265,10 @@ class CompiledPolicy:
     evaluation), evaluated by one engine per thread (module docstring)."""
 
     def __init__(self, *, policy_id: str, text: PolicyText, outputs: Iterable[str],
-                 data: Mapping[str, Any] | None) -> None:
+                 data: Mapping[str, Any] | None, planned: bool = True) -> None:
         """``data``: the document every evaluation sees, or None to pass one to each
-        :meth:`evaluate`.
+        :meth:`evaluate`. ``planned``: a policy of plain rules is evaluated by its plan
+        (:mod:`veritee.appraisal.plan`) where the plan decides; False: always by regorus.
 
         Raises:
             PolicyError: the policy does not compile, or ``data`` is not a document the
@@ -275,9 +277,11 @@ class CompiledPolicy:
         self.policy_id = policy_id
         self.text = text
         self._data = None if data is None else checked(data, what="policy data")
+        outputs = sorted(outputs)
         self._modules = [(POLICY_MODULE, text.source), (OUTPUT_MODULE, output_module(outputs))]
-        if ("query_reference_value" not in text.rules
-                and _QRV_DEFINED.search(code_only(text.source)) is None):
+        builtins = ("query_reference_value" not in text.rules
+                    and _QRV_DEFINED.search(code_only(text.source)) is None)
+        if builtins:
             self._modules.append((BUILTINS_MODULE, BUILTINS_SOURCE))
         self._v0 = False
         self._token = next(_TOKENS)
@@ -287,6 +291,10 @@ class CompiledPolicy:
             del engine           # dropped here, by its own thread: the error must not hold it
             raise PolicyError(f"policy {policy_id!r} does not compile: {problem}")
         self._keep(engine)
+        self.plan = None if self._v0 or not planned else plan.plan(
+            text.source, outputs, package=POLICY_PACKAGE, builtins_module=builtins,
+            packages=frozenset({POLICY_PACKAGE, OUTPUT_PACKAGE}))
+        """The policy's plan, or None: it is not plain rules (or ``planned`` was False)."""
 
     def _probe(self, engine: Any) -> str | None:
         """Evaluate once on an empty input: regorus reports conflicting rule definitions and
@@ -362,6 +370,11 @@ class CompiledPolicy:
                 evaluation failed (conflicting rule values, an unknown function, ...).
         """
         checked(document, what="policy input")
+        if self.plan is not None:
+            try:
+                return self.plan.evaluate(document, self._plan_data(data))
+            except plan.Undecided:
+                pass                    # this evaluation is regorus's (plan module docstring)
         engine = self._engine()
         try:
             if data is not None:
@@ -382,6 +395,11 @@ class CompiledPolicy:
             if is_set is True and isinstance(values.get(name), list):
                 values[name] = sorted(values[name], key=canonical)
         return values
+
+    def _plan_data(self, data: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if data is not None:
+            return checked(data, what="policy data")   # type: ignore[no-any-return]
+        return {} if self._data is None else self._data
 
 
 #: Each thread's engines, by policy token. Module-level and never destroyed: an engine must

@@ -1,8 +1,8 @@
 """The platform descriptor: everything the rest of veritee needs to know about one TEE.
 
 Each room ``veritee/tee/<room>/__init__.py`` exports ``PLATFORM`` (one :class:`Platform`) or
-``PLATFORMS`` (several, when one room serves several TEE names, as DCAP serves ``tdx`` and
-``sgx``). The CLI, the broker, the demo and the benchmarks loop over descriptors or look one
+``PLATFORMS`` (several, when one room serves several TEE names, as Intel's DCAP room
+serves its two). The CLI, the broker, the demo and the benchmarks loop over descriptors or look one
 up by TEE name (:mod:`veritee.tee`); no code outside a TEE's rooms switches on its name.
 
 Code is named by import strings (``"module:attribute"``), resolved only when used, so that

@@ -92,7 +92,12 @@ def _set(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     return copy
 
 
-_DELETE = object()
+class _Delete:
+    def __repr__(self) -> str:
+        return "<deleted>"        # a stable test id (pytest-xdist workers compare them)
+
+
+_DELETE = _Delete()
 #: Labels veritee does not read, and members that may be absent.
 _UNREAD = {"category"}
 _OPTIONAL = {"category", "advisoryIDs", "tdxModuleIdentities"}

@@ -636,7 +636,7 @@ def load_chain(blob: bytes | str, what: str, cache: CertCache | None = None) -> 
     return certs
 
 
-def _p256_signed(cert: Cert, issuer: Cert) -> bool:
+def p256_signed(cert: Cert, issuer: Cert) -> bool:
     """Intel's profile: ecdsa-with-SHA256 by a P-256 key (§2.1)."""
     key = issuer.public_key
     try:
@@ -691,9 +691,9 @@ def chain_to_root(cert: Cert, chain: Sequence[Cert], *, what: str, now: datetime
     if not found:
         raise UntrustedRootError(f"{cert.subject_cn} in the {what} is issued by "
                                  f"{cert.issuer_cn!r}, which is not a pinned Intel root")
-    root = next((r for r in found if cache.link(cert, r, _p256_signed)), found[0])
-    check_link(cache, cert, root, f"the {what} ({cert.subject_cn})", _p256_signed)
-    check_link(cache, root, root, f"the self-signature of {root.subject_cn}", _p256_signed)
+    root = next((r for r in found if cache.link(cert, r, p256_signed)), found[0])
+    check_link(cache, cert, root, f"the {what} ({cert.subject_cn})", p256_signed)
+    check_link(cache, root, root, f"the self-signature of {root.subject_cn}", p256_signed)
     root.check_validity(now, "the Intel root")
     cert.check_validity(now, f"the certificate in the {what}")
     return root

@@ -3,7 +3,8 @@ certified by PCK certificates chained to Intel's pinned SGX Root CA.
 
 This file holds the two platforms' descriptors; the code they name lives in this folder
 (``quote``, ``evidence``, ``pck``, ``collateral``, ``tcb``, ``roots``, ``ccel``, ``measure``,
-``verify``, ``claims``), in ``veritee/attester/dcap/`` (the guests' collectors) and in
+``verify``, ``claims``), in ``veritee/testing/dcap.py`` (the emulated platform and a fake PCS), in
+``veritee/attester/dcap/`` (the guests' collectors) and in
 ``veritee/appraisal/policies/{tdx,sgx}.rego`` (the default policies). The TCG event log
 parser the CCEL replay uses is shared (``veritee/eventlog.py``).
 """
@@ -32,6 +33,9 @@ PLATFORMS = (
                  "collateral_expiration", "revocation", "emulated"),
         summary_formats="veritee.tee.dcap.claims:SUMMARY_FORMATS",
         collector="veritee.attester.dcap:HardwareTdxCollector",
+        emulated_roots="veritee.testing.dcap:emulated_anchors",
+        emulator="veritee.testing.dcap:TDX_EMULATOR",
+        fake_service="veritee.testing.dcap:FakePcs",
     ),
     Platform(
         tee="sgx",
@@ -47,5 +51,8 @@ PLATFORMS = (
                  "revocation", "emulated"),
         summary_formats="veritee.tee.dcap.claims:SUMMARY_FORMATS",
         collector="veritee.attester.dcap:HardwareSgxCollector",
+        emulated_roots="veritee.testing.dcap:emulated_anchors",
+        emulator="veritee.testing.dcap:SGX_EMULATOR",
+        fake_service="veritee.testing.dcap:FakePcs",
     ),
 )

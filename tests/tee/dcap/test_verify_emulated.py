@@ -1,0 +1,74 @@
+"""Emulated TDX and SGX platforms through the verifier: genuine quotes verify with their
+collateral and are marked emulated; each defect knob of the emulator is refused with the
+error it names (or, for settings, becomes a claim); emulated roots are trusted only when
+asked for."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from veritee.collateral import CollateralSource
+from veritee.errors import ExpiredError, UntrustedRootError
+from veritee.evidence import Evidence
+from veritee.tee import get_verifier
+from veritee.testing.dcap import DcapEmulator, knob_errors
+
+
+def _verify(emulator: DcapEmulator, *, files: bool = True, trust: bool = True) -> Any:
+    collateral = (CollateralSource.of(json.dumps(emulator.combined_collateral()).encode(),
+                                      *[b for s, b in emulator.pcs_files() if "crl" in s])
+                  if files else CollateralSource())
+    report_data = bytes(range(64))
+    evidence = Evidence.from_json(emulator.coco_evidence(report_data))
+    return get_verifier(emulator.tee, trust_emulated=trust).verify(
+        evidence, report_data=report_data, collateral=collateral, now=emulator.now)
+
+
+@pytest.mark.parametrize("tee", ["tdx", "sgx"])
+def test_a_genuine_emulated_quote_verifies_and_says_it_is_emulated(tee: str) -> None:
+    claims = _verify(DcapEmulator(tee=tee)).to_dict()
+    assert claims["tcb_status"] == "UpToDate"
+    assert claims["emulated"] is True
+    assert claims["revocation"] == "checked"
+    if tee == "tdx":
+        assert claims["event_log"]["replayed"] == ["rtmr0", "rtmr1", "rtmr2"]
+
+
+@pytest.mark.parametrize("tee", ["tdx", "sgx"])
+def test_emulated_roots_are_not_trusted_by_default(tee: str) -> None:
+    with pytest.raises(UntrustedRootError):
+        _verify(DcapEmulator(tee=tee), trust=False)
+
+
+@pytest.mark.parametrize(("tee", "knob"), [(t, k) for t in ("tdx", "sgx")
+                                           for k in knob_errors(t)])
+def test_every_knob_is_refused_with_its_error(tee: str, knob: str) -> None:
+    error = knob_errors(tee)[knob]
+    with pytest.raises(error):
+        _verify(DcapEmulator(tee=tee, knob=knob))   # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tee", ["tdx", "sgx"])
+def test_settings_are_claims_not_failures(tee: str) -> None:
+    claims = _verify(DcapEmulator(tee=tee, debug=True, tcb_out_of_date=True)).to_dict()
+    assert claims["debug"] is True
+    assert claims["tcb_status"] == "OutOfDate"
+    assert claims["advisory_ids"]
+
+
+def test_collateral_is_reused_while_current_and_re_verified_after() -> None:
+    emulator = DcapEmulator(tee="tdx")
+    verifier = get_verifier("tdx", trust_emulated=True)
+    collateral = CollateralSource.of(json.dumps(emulator.combined_collateral()).encode())
+    evidence = Evidence.from_json(emulator.coco_evidence())
+    first = verifier.verify(evidence, report_data=None, collateral=collateral, now=emulator.now)
+    again = verifier.verify(evidence, report_data=None, collateral=collateral,
+                            now=emulator.now + timedelta(minutes=1))
+    assert first.to_dict()["tcb_status"] == again.to_dict()["tcb_status"] == "UpToDate"
+    late = emulator.now + timedelta(days=400)
+    with pytest.raises(ExpiredError):
+        verifier.verify(evidence, report_data=None, collateral=collateral, now=late)

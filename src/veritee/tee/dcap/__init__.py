@@ -36,6 +36,7 @@ PLATFORMS = (
         emulated_roots="veritee.testing.dcap:emulated_anchors",
         emulator="veritee.testing.dcap:TDX_EMULATOR",
         fake_service="veritee.testing.dcap:FakePcs",
+        benchmarks=(("tdx", "veritee.tee.dcap.bench:TDX_BENCHMARK"),),
     ),
     Platform(
         tee="sgx",
@@ -54,5 +55,6 @@ PLATFORMS = (
         emulated_roots="veritee.testing.dcap:emulated_anchors",
         emulator="veritee.testing.dcap:SGX_EMULATOR",
         fake_service="veritee.testing.dcap:FakePcs",
+        benchmarks=(("sgx", "veritee.tee.dcap.bench:SGX_BENCHMARK"),),
     ),
 )

@@ -24,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, Literal, Self
 
@@ -61,6 +61,29 @@ _PCK_LEAF_CN: Final = "SGX PCK Certificate"
 MAX_BUNDLES: Final = 64
 
 
+class _Memo:
+    """A bounded table of results of pure functions of their key (one per verifier)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._table: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        found = self._table.get(key, _MISSING)
+        if found is not _MISSING:
+            return found
+        value = compute()
+        with self._lock:
+            if len(self._table) >= self._size:
+                self._table.pop(next(iter(self._table)))
+            self._table[key] = value
+        return value
+
+
+_MISSING: Final = object()
+
+
 @dataclass(frozen=True, slots=True)
 class _Bundle:
     """Collateral verified once, and the instants in which that verification holds."""
@@ -68,6 +91,8 @@ class _Bundle:
     collateral: col.Collateral
     valid_from: datetime
     valid_until: datetime
+    verdicts: _Memo = field(default_factory=_Memo)
+    """TCB verdicts under this collateral, per (platform TCB, QE report)."""
 
 
 class DcapVerifier:
@@ -90,6 +115,10 @@ class DcapVerifier:
         self._cache = CertCache()
         self._bundles: OrderedDict[tuple[Any, ...], _Bundle] = OrderedDict()
         self._lock = threading.Lock()
+        # Results that depend only on their keys' bytes, computed once: the PCK extension per
+        # certificate, the replayed event log per (log, RTMRs); TCB verdicts are kept per
+        # verified collateral (_Bundle.verdicts).
+        self._pck_memo, self._log_memo = _Memo(), _Memo()
 
     @property
     def roots(self) -> tuple[IntelRoot, ...]:
@@ -126,9 +155,9 @@ class DcapVerifier:
         pck: PckFacts | None = None
         try:
             leaf, chain, root = self._authentic(quote, collateral, now)
-            pck = self._pck_facts(leaf)
+            pck = self._pck_memo.get(leaf.sha256, lambda: self._pck_facts(leaf))
             _check_report_data(quote, report_data)
-            event_log = _event_log(quote, wire)
+            event_log = self._event_log(quote, wire)
             verdict = self._appraise(quote, leaf, chain, pck, collateral=collateral, now=now)
             return self._claims(quote, pck, verdict, wire, event_log=event_log,
                                 emulated=root.sha256 in self._emulated)
@@ -141,6 +170,15 @@ class DcapVerifier:
             raise UnrecognizedEvidenceError(
                 f"this is {'a TDX' if quote.tee == 'tdx' else 'an SGX'} quote (tee_type "
                 f"0x{quote.header.tee_type:x}); verify it with --tee {quote.tee}")
+
+    def _event_log(self, quote: Quote, wire: DcapEvidence) -> dict[str, Any] | None:
+        """:func:`_event_log`, once per (log, RTMRs)."""
+        if wire.cc_eventlog is None:
+            return None
+        rtmrs = quote.body.rtmrs if isinstance(quote.body, TdReport) else ()
+        found: dict[str, Any] | None = self._log_memo.get(
+            (wire.cc_eventlog, rtmrs), lambda: _event_log(quote, wire))
+        return found
 
     def _claims(self, quote: Quote, pck: PckFacts, verdict: Verdict, wire: DcapEvidence, *,
                 event_log: dict[str, Any] | None, emulated: bool) -> TdxClaims | SgxClaims:
@@ -217,9 +255,10 @@ class DcapVerifier:
             ca = next(c for c in chain if c.subject_cn == leaf.issuer_cn)
             col.check_not_revoked(found.root_ca_crl, ca, now, "the PCK CA certificate")
             revocation = "checked" if found.root_ca_crl is not None else "pck_crl_only"
-        result = tcb.evaluate_tcb(found.tcb_info, _platform(quote, pck),
-                                  qe_identity=found.qe_identity, qe_report=_qe(quote),
-                                  compare_all_tdx_components=self._all_tdx)
+        platform, qe = _platform(quote, pck), _qe(quote)
+        result = bundle.verdicts.get((platform, qe), lambda: tcb.evaluate_tcb(
+            found.tcb_info, platform, qe_identity=found.qe_identity, qe_report=qe,
+            compare_all_tdx_components=self._all_tdx))
         result.raise_for_status()
         return Verdict(
             tcb_status=result.status, advisory_ids=result.advisory_ids,
@@ -232,7 +271,7 @@ class DcapVerifier:
     def _bundle(self, quote: Quote, chain: tuple[Cert, ...], pck: PckFacts,
                 collateral: CollateralSource, now: datetime) -> _Bundle:
         tcb_id: col.TcbId = "TDX" if quote.tee == "tdx" else "SGX"
-        key = (tcb_id, pck.fmspc, pck.ca, tuple(_digest(f.data) for f in collateral.files))
+        key = (tcb_id, pck.fmspc, pck.ca, tuple(f.data for f in collateral.files))
         with self._lock:
             cached = self._bundles.get(key)
             if cached is not None and cached.valid_from <= now <= cached.valid_until:
@@ -366,10 +405,6 @@ def _window(found: col.Collateral, raw: col.RawCollateral,
     starts = [found.latest_issue_date, *(c.not_before for c in raw.certs)]
     ends = [found.collateral_expiration + grace, *(c.not_after for c in raw.certs)]
     return max(starts), min(ends)
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 __all__ = ["DcapVerifier", "SgxVerifier", "TdxVerifier"]

@@ -9,7 +9,9 @@
 (service-anchors.md §1.5, ``transform_claims``). Each platform may name a function that adds
 the flat claim names Trustee's verifier emits, so a Trustee policy ports with little change. The
 aliases carry veritee's types (integers, booleans, lowercase hex), not Trustee's strings;
-reference values must use the same types. An alias never replaces a claim of the same name.
+reference values must use the same types. An alias never replaces a claim of the same name,
+except the names the hook lists in its ``replaces`` attribute (where Trustee's value has another
+shape than veritee's claim; the platform's docs say which).
 """
 
 from __future__ import annotations
@@ -46,8 +48,12 @@ def policy_input(tee: str, claims: Mapping[str, Any], *,
         if value is not None and not isinstance(value, Mapping):
             raise MisuseError(f"{name} is a {type(value).__name__}, not a mapping")
     tee_claims = dict(claims)
+    replaces: frozenset[str] = getattr(aliases, "replaces", frozenset())
     for name, value in (aliases(claims) if aliases is not None else {}).items():
-        tee_claims.setdefault(name, value)
+        if name in replaces:
+            tee_claims[name] = value
+        else:
+            tee_claims.setdefault(name, value)
     return {
         tee: tee_claims,
         "report_data": _hex(claims.get("report_data")),

@@ -137,12 +137,20 @@ debug_ok if {
 	refs.tdx_allow_debug == [true]
 }
 
+default mr_seam_ok := false
+
+mr_seam_ok if optional_known("mr_seam", "tdx_mr_seam")
+
+default mr_config_id_ok := false
+
+mr_config_id_ok if optional_known("mr_config_id", "tdx_mr_config_id")
+
 default configuration := 36
 
 configuration := 2 if {
 	debug_ok
-	optional_known("mr_seam", "tdx_mr_seam")
-	optional_known("mr_config_id", "tdx_mr_config_id")
+	mr_seam_ok
+	mr_config_id_ok
 }
 
 # -- outputs ----------------------------------------------------------------------------------------
@@ -184,11 +192,11 @@ checks := [
 		"expected": false, "hint": "a debug TD passes only with reference value tdx_allow_debug = [true]",
 	},
 	{
-		"name": "tdx.mr_seam", "held": optional_known("mr_seam", "tdx_mr_seam"), "rule": "in",
+		"name": "tdx.mr_seam", "held": mr_seam_ok, "rule": "in",
 		"optional": true, "field": "mr_seam", "reference": "tdx_mr_seam",
 	},
 	{
-		"name": "tdx.mr_config_id", "held": optional_known("mr_config_id", "tdx_mr_config_id"),
+		"name": "tdx.mr_config_id", "held": mr_config_id_ok,
 		"rule": "in", "optional": true, "field": "mr_config_id", "reference": "tdx_mr_config_id",
 	},
 ]

@@ -28,6 +28,7 @@ PLATFORMS = (
         # MRCONFIGID (48 bytes): Trustee binds the init-data digest there.
         init_data=InitDataRule(claim="mr_config_id", size=48),
         policy="tdx.rego",
+        policy_input="veritee.tee.dcap.policy:trustee_claims",
         summary=("quote_version", "body_type", "mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3",
                  "mr_seam", "mr_config_id", "report_data", "debug", "fmspc", "tcb_status",
                  "collateral_expiration", "revocation", "emulated"),

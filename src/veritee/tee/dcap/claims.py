@@ -81,8 +81,15 @@ class SgxClaims(_DcapClaims):
 def claims_dict(quote: Quote, pck: PckFacts | None, verdict: Verdict) -> dict[str, Any]:
     """Every claim of ``quote`` as JSON-ready values (also used for partial claims)."""
     body = quote.body
+    header = quote.header.raw
     out: dict[str, Any] = {"quote_version": quote.version, "tee_type": quote.tee,
-                           "body_type": quote.body_name}
+                           "body_type": quote.body_name,
+                           "header": {"version": header[0:2].hex(),
+                                      "att_key_type": header[2:4].hex(),
+                                      "tee_type": header[4:8].hex(),
+                                      "reserved": header[8:12].hex(),
+                                      "vendor_id": quote.header.qe_vendor_id.hex(),
+                                      "user_data": quote.header.user_data.hex()}}
     out.update(_td(body) if isinstance(body, TdReport) else _enclave(body))
     qe = quote.signature_data.qe.qe_report
     out.update({

@@ -830,7 +830,7 @@ def _readable(crl: Crl, what: str) -> None:
         fields = (crl.crl.issuer, crl.crl.signature_algorithm_oid, crl.crl.last_update_utc,
                   crl.crl.next_update_utc, crl.crl.signature, crl.crl.tbs_certlist_bytes)
         entries = [(e.serial_number, e.revocation_date_utc) for e in crl.crl]
-    except ValueError as exc:
+    except (ValueError, Warning) as exc:  # a warning this process turns into an error too
         raise MalformedEvidenceError(f"{what} is not a well-formed CRL: {exc}") from exc
     del fields, entries
 

@@ -378,7 +378,17 @@ def _event_log(quote: Quote, wire: DcapEvidence) -> dict[str, Any] | None:
     registers = (0, 1, 2, 3) if extends_rtmr3 else (0, 1, 2)
     ccel.verify_event_log(parsed, body.rtmrs, registers=registers)
     return {"replayed": [f"rtmr{i}" for i in registers],
-            "events": [event.to_json() for event in parsed.events[1:]]}
+            "events": [_event_json(event) for event in parsed.events[1:]]}
+
+
+def _event_json(event: eventlog.Event) -> dict[str, Any]:
+    """The event as JSON, its device path also as Trustee lists it (``details.device_paths``,
+    one text per node), so Trustee's TDX policies read the same strings here."""
+    out = event.to_json()
+    path = event.details.device_path
+    if path is not None:
+        out["details"]["device_paths"] = list(path.trustee_texts())
+    return out
 
 
 def _platform(quote: Quote, pck: PckFacts) -> tcb.PlatformTcb:

@@ -264,3 +264,42 @@ def test_a_malformed_image_is_refused_with_a_clear_error(build_image: Callable[[
                                                          message: str) -> None:
     with pytest.raises(error, match=message):
         m.measure(build_image())
+
+
+# -- veritee measure tdx --------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    import io
+    from contextlib import redirect_stdout
+
+    from veritee.cli.main import main as cli_main
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        try:
+            code = cli_main(["measure", "tdx", *args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return int(code or 0), out.getvalue()
+
+
+def test_veritee_measure_tdx_prints_the_mrtd_in_every_form(tmp_path: Path) -> None:
+    image = build()
+    path = tmp_path / "OVMF.fd"
+    path.write_bytes(image)
+    single, double = reference_mrtd(image, False).hex(), reference_mrtd(image, True).hex()
+    code, text = _cli("--tdvf", str(path), "--json")
+    assert code == 0 and json.loads(text)["mr_td"] == single
+    code, text = _cli("--tdvf", str(path), "--json", "--order", "both")
+    assert [d["mr_td"] for d in json.loads(text)] == [single, double]
+    code, text = _cli("--tdvf", str(path), "--as-reference-values", "--order", "both")
+    assert json.loads(text) == {"tdx_mr_td": sorted({single, double})}
+
+
+def test_veritee_measure_tdx_refuses_bad_input(tmp_path: Path) -> None:
+    assert _cli("--tdvf", str(tmp_path / "absent.fd"))[0] == 2
+    path = tmp_path / "garbage.fd"
+    path.write_bytes(b"\x00" * 4096)
+    assert _cli("--tdvf", str(path), "--json")[0] == 1
+    assert _cli("--tdvf", str(path), "--order", "sideways")[0] == 2

@@ -33,6 +33,7 @@ PLATFORMS = (
                  "mr_seam", "mr_config_id", "report_data", "debug", "fmspc", "tcb_status",
                  "collateral_expiration", "revocation", "emulated"),
         summary_formats="veritee.tee.dcap.claims:SUMMARY_FORMATS",
+        measure="veritee.tee.dcap.measure_cli:app",
         collector="veritee.attester.dcap:HardwareTdxCollector",
         emulated_roots="veritee.testing.dcap:emulated_anchors",
         emulator="veritee.testing.dcap:TDX_EMULATOR",

@@ -13,6 +13,7 @@ changes any verdict here is caught before it is pinned.
 from __future__ import annotations
 
 import json
+import re
 import string
 from typing import Any
 
@@ -64,6 +65,16 @@ def conditions(draw: st.DrawFn) -> str:
     ][form]
 
 
+_VARIABLE = re.compile(r"\bx\d+\b")
+
+
+def _fresh(body: list[str]) -> list[str]:
+    """Each condition's variable renamed apart: a body declaring one `some x` twice is an
+    error in regorus and not in regopy, and `v1` is the import under rego.v1 (known
+    differences, docs/ARCHITECTURE.md)."""
+    return [_VARIABLE.sub(f"item{index}", condition) for index, condition in enumerate(body)]
+
+
 @st.composite
 def policies(draw: st.DrawFn) -> str:
     lines = ["package policy", "", "import rego.v1", ""]
@@ -71,9 +82,10 @@ def policies(draw: st.DrawFn) -> str:
         lines.append(f"default {claim} := {default}")
         for _ in range(draw(st.integers(0, 3))):
             value = draw(st.integers(0, 4))
-            body = "\n\t".join(draw(st.lists(conditions(), min_size=1, max_size=3)))
+            body = "\n\t".join(_fresh(draw(st.lists(conditions(), min_size=1, max_size=3))))
             if draw(st.booleans()):
-                other = "\n\t".join(draw(st.lists(conditions(), min_size=1, max_size=2)))
+                other = "\n\t".join(_fresh(draw(st.lists(conditions(), min_size=1,
+                                                            max_size=2))))
                 lines.append(f"{claim} := {value} if {{\n\t{body}\n}} else := {value + 10} if "
                              f"{{\n\t{other}\n}}")
             else:

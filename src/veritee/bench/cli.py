@@ -97,8 +97,10 @@ def emulated_sample(platform: Platform, folder: Path) -> Sample:
                           env=_env())
     if done.returncode != 0:
         raise CliBenchError(f"veritee emulate {platform.tee} failed: {done.stderr.strip()}")
+    # `veritee emulate` writes the collateral a verifier needs beside it (FILE<suffix>).
+    endorsements = tuple(sorted(p for p in folder.glob(f"{path.name}?*") if p != path))
     return Sample(platform.tee, "emulated", f"veritee emulate {platform.tee}", path,
-                  trust_emulated=True)
+                  endorsements=endorsements, trust_emulated=True)
 
 
 def bench_platform(tee: str | None) -> Platform:

@@ -93,8 +93,16 @@ def run(json_output: bool) -> int:
 
 
 def _config(tmp: Path) -> Config:
-    return Config(data_dir=str(tmp),
-                  verification=VerificationConfig(trust_emulated=True, offline=True))
+    """The demo broker's configuration; the collateral the platforms' demos supply (an
+    optional ``collateral()`` of their demo specs) is written to a folder it reads."""
+    folder = tmp / "demo-collateral"
+    for _, spec in demo_platforms():
+        for name, body in getattr(spec, "collateral", tuple)():
+            folder.mkdir(exist_ok=True)
+            (folder / name).write_bytes(body)
+    collateral = (str(folder),) if folder.is_dir() else ()
+    return Config(data_dir=str(tmp), verification=VerificationConfig(
+        trust_emulated=True, offline=True, collateral=collateral))
 
 
 def demo_platforms() -> list[tuple[Platform, DemoSpec]]:

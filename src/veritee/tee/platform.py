@@ -206,6 +206,10 @@ class DemoSpec(Protocol):
         """Genuine guests that get the secret and refused ones."""
         ...
 
+    # Optional: ``collateral() -> tuple[(file name, bytes), ...]``, files the demo's broker
+    # reads as its collateral (the demo runs offline), for platforms whose evidence does not
+    # carry all it needs.
+
 
 __all__ = ["IMPORT_SLOTS", "Collector", "CorpusCase", "DemoGuest", "DemoSpec", "InitDataRule",
            "Platform", "Role", "load"]

@@ -38,6 +38,7 @@ PLATFORMS = (
         emulated_roots="veritee.testing.dcap:emulated_anchors",
         emulator="veritee.testing.dcap:TDX_EMULATOR",
         fake_service="veritee.testing.dcap:FakePcs",
+        demo="veritee.tee.dcap.demo:TDX_DEMO",
         benchmarks=(("tdx", "veritee.tee.dcap.bench:TDX_BENCHMARK"),),
     ),
     Platform(
@@ -57,6 +58,7 @@ PLATFORMS = (
         emulated_roots="veritee.testing.dcap:emulated_anchors",
         emulator="veritee.testing.dcap:SGX_EMULATOR",
         fake_service="veritee.testing.dcap:FakePcs",
+        demo="veritee.tee.dcap.demo:SGX_DEMO",
         benchmarks=(("sgx", "veritee.tee.dcap.bench:SGX_BENCHMARK"),),
     ),
 )

@@ -126,6 +126,7 @@ def _extra(one: dict[str, float], many: dict[str, float]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "cold_ops_per_s": round(many["verify_cold"], 1),
         "single_thread_ops_per_s": round(one["verify"], 1),
+        "single_thread_floor_ops_per_s": round(one["floor"], 1),
         "single_thread_ratio_to_floor": round(one["verify"] / one["floor"], 3),
         "single_thread_cold_ops_per_s": round(one["verify_cold"], 1),
         "scaling": round(many["verify"] / one["verify"], 3),

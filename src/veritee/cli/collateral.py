@@ -81,7 +81,8 @@ def fetch_into(tee: str, blob: bytes, cache_dir: Path, *,
     source = CollateralSource(cache=DirectoryCache(cache_dir), fetcher=fetcher)
     fetched = []
     for request in needed(decode_evidence(blob)):
-        source.get(request.url, request.what, service=request.service, max_age=request.max_age)
+        source.get(request.url, request.what, service=request.service, max_age=request.max_age,
+                   keep_headers=request.keep_headers)
         fetched.append(request.url)
     return fetched
 

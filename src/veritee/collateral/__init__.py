@@ -105,9 +105,11 @@ class CollateralSource:
         return self.cache.get(url)
 
     def get(self, url: str, what: str, *, service: str = "the vendor service",
-            max_age: float | None = None) -> bytes:
+            max_age: float | None = None, keep_headers: tuple[str, ...] = ()) -> bytes:
         """The body at ``url``: from the cache when fresher than ``max_age`` seconds, else from
-        the vendor service (and cached); offline, a stale cached answer beats none.
+        the vendor service (and cached); offline, a stale cached answer beats none. The
+        response headers named in ``keep_headers`` are cached with it
+        (:meth:`cached_header`).
 
         Raises:
             CollateralMissingError: offline and not cached, or the service answered 404.
@@ -127,8 +129,22 @@ class CollateralSource:
             raise CollateralMissingError(f"{service} has no {what} at {url} (HTTP 404)")
         if response.status != 200 or not response.body:
             raise CollateralUnavailableError(f"{service} answered HTTP {response.status} for {url}")
+        headers = {key.lower(): value for key, value in response.headers.items()}
+        for name in keep_headers:
+            value = headers.get(name.lower())
+            if value:
+                self.cache.put(header_key(url, name), value.encode("utf-8", "replace"))
         self.cache.put(url, response.body)
         return response.body
+
+    def cached_header(self, url: str, name: str) -> bytes | None:
+        """A header :meth:`get` kept with the answer for ``url`` (None: none kept)."""
+        return self.cache.get(header_key(url, name))
+
+
+def header_key(url: str, name: str) -> str:
+    """The cache key of a header kept with the answer for ``url``."""
+    return f"{url}#header={name.lower()}"
 
 
 def read_collateral_path(path: Path, *,

@@ -3,7 +3,8 @@ obtains one. No network here (the HTTP client lives in :mod:`veritee.collateral.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -13,6 +14,9 @@ class Response:
     body: bytes
     max_age: float | None = None
     """Seconds the answer may be reused, from ``Cache-Control: max-age`` (None: unknown)."""
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Response headers, names lowercase (some vendors send collateral in them: Intel PCS
+    sends issuer chains)."""
 
 
 class Fetcher(Protocol):
@@ -34,6 +38,8 @@ class CollateralRequest:
     service: str = "the vendor service"
     max_age: float | None = None
     """Refetch when the cached answer is older than this many seconds (None: never)."""
+    keep_headers: tuple[str, ...] = ()
+    """Response headers cached with the answer (Intel PCS's issuer chains)."""
 
 
 __all__ = ["CollateralRequest", "Fetcher", "Response"]

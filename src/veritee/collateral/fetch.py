@@ -89,6 +89,7 @@ class HttpFetcher:
                 status=stream.status_code,
                 body=b"".join(chunks),
                 max_age=_max_age(stream.headers.get("cache-control", "")),
+                headers={k.lower(): v for k, v in stream.headers.items()},
             )
 
 

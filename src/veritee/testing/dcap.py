@@ -1046,12 +1046,8 @@ def _flip(data: bytes, at: int) -> bytes:
 # -- a fake Intel PCS (§2.10) ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PcsResponse(Response):
-    """A :class:`~veritee.collateral.base.Response` with the HTTP headers PCS sends beside
-    the body (the issuer chains)."""
-
-    headers: Mapping[str, str] = field(default_factory=dict)
+#: PCS answers carry their issuer chains in headers (:attr:`Response.headers`).
+PcsResponse = Response
 
 
 @dataclass

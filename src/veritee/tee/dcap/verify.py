@@ -46,7 +46,7 @@ from veritee.errors import (
     VeriteeError,
 )
 from veritee.evidence import Evidence
-from veritee.tee.dcap import ccel, tcb
+from veritee.tee.dcap import ccel, pcs, tcb
 from veritee.tee.dcap import collateral as col
 from veritee.tee.dcap.claims import PckFacts, SgxClaims, TdxClaims, Verdict, claims_dict
 from veritee.tee.dcap.evidence import DcapEvidence, parse_dcap_evidence
@@ -279,10 +279,8 @@ class DcapVerifier:
                 return cached
         raw = col.read_collateral(collateral.files, self._cache)
         raw = raw + col.RawCollateral(certs=chain)
-        if not raw.tcb_infos:
-            raise CollateralMissingError(
-                f"no {tcb_id} TCB Info in the collateral supplied (FMSPC {pck.fmspc.hex()}); "
-                "pass --collateral with Intel PCS or PCCS collateral for this platform")
+        if not any(_applies(s, tcb_id, pck.fmspc) for s in raw.tcb_infos):
+            raw = raw + self._fetched(quote, pck, collateral)
         found = col.verify_collateral(raw, tcb_id=tcb_id, fmspc=pck.fmspc, pck_ca=pck.ca,
                                       now=now, roots=self._roots, cache=self._cache,
                                       grace=self._grace)
@@ -292,6 +290,26 @@ class DcapVerifier:
             while len(self._bundles) > MAX_BUNDLES:
                 self._bundles.popitem(last=False)
         return bundle
+
+
+    def _fetched(self, quote: Quote, pck: PckFacts,
+                 collateral: CollateralSource) -> col.RawCollateral:
+        """The platform's collateral from Intel PCS through the collateral client (its cache,
+        offline or not), when the files given hold no TCB Info for it."""
+        try:
+            return pcs.fetch(collateral, quote.tee, pck.fmspc, pck.ca, self._cache)
+        except CollateralMissingError as exc:
+            raise CollateralMissingError(
+                f"no {quote.tee.upper()} TCB Info for FMSPC {pck.fmspc.hex()} in the collateral "
+                f"supplied, and {exc.detail}; pass --collateral with Intel PCS or PCCS "
+                "collateral for this platform, or run `veritee collateral fetch --tee "
+                f"{quote.tee} EVIDENCE` where Intel PCS is reachable") from exc
+
+
+def _applies(signed: col.SignedJson, tcb_id: str, fmspc: bytes) -> bool:
+    text = signed.value.get("fmspc")
+    return signed.value.get("id") == tcb_id and isinstance(text, str) and (
+        text.lower() == fmspc.hex())
 
 
 class TdxVerifier(DcapVerifier):

@@ -18,7 +18,10 @@ import pytest
 
 from support.broker import RunningBroker, running_broker
 from veritee import binding
+from veritee.attester.dcap.emulated import EmulatedSgxCollector, EmulatedTdxCollector
 from veritee.attester.kbs_client import KbsClient
+from veritee.errors import MisuseError
+from veritee.tee import get_platform
 from veritee.testing.dcap import DEFAULT_MR_ENCLAVE, DEFAULT_MR_TD, DcapEmulator
 
 INIT_DATA = 'version = "0.1.0"\nalgorithm = "sha384"\n[data]\n"aa.toml" = "url = 1"\n'
@@ -100,3 +103,18 @@ def test_a_tampered_event_log_is_refused(kbs: RunningBroker) -> None:
     refused = _attest(kbs, DcapEmulator(tee="tdx", knob="tampered_event"))
     assert refused.status_code == 401
     assert "BindingError" in refused.json()["detail"] and "RTMR" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize("tee", ["tdx", "sgx"])
+def test_the_emulated_collector_gets_a_secret(kbs: RunningBroker, tee: str) -> None:
+    """``veritee attest --tee tdx|sgx --emulate``'s collector, end to end."""
+    collector = get_platform(tee).load("emulated_collector")()
+    assert isinstance(collector, EmulatedTdxCollector | EmulatedSgxCollector)
+    secret = b"a secret for emulated guests"
+    with kbs.admin() as admin:
+        assert admin.post("/kbs/v0/resource/dcap/key/test", content=secret, headers={
+            "Content-Type": "application/octet-stream"}).status_code == 200
+    with KbsClient(kbs.url, tee, collector) as client:
+        assert client.get_secret("dcap/key/test") == secret
+    with pytest.raises(MisuseError, match="64"):
+        collector(bytes(32))

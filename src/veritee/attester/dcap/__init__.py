@@ -9,7 +9,8 @@ that :func:`veritee.tee.dcap.evidence.decode_dcap_evidence` reads. ``root`` is t
 prefix every path is taken under (tests point it at a fake tree); ``fs`` and ``ioctl`` replace
 configfs-tsm and the device calls.
 
-Emulated collectors (over ``veritee.testing``'s DCAP emulator) are not here yet.
+The emulated collectors (over ``veritee.testing``'s DCAP emulator) are in
+:mod:`veritee.attester.dcap.emulated`, imported only when asked for.
 """
 
 from __future__ import annotations

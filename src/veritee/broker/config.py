@@ -109,6 +109,10 @@ class VerificationConfig:
     cache_dir: str = ""
     """Persistent collateral cache; empty: ``collateral`` in the data directory."""
     max_evidence_bytes: int = 1024 * 1024
+    collateral_grace_seconds: int = 0
+    """How long collateral past its nextUpdate (Intel TCB Info, QE identity, CRLs) is still
+    accepted; the claims then say so (``collateral_expired``) and the default policies refuse
+    it unless a reference value allows it. 0: expired collateral rejects the evidence."""
     mirrors: tuple[str, ...] = ()
     """``"<vendor URL prefix>=<mirror URL prefix>"``: fetch a vendor's collateral from an
     internal mirror or caching proxy instead (e.g. ``"https://kdsintf.amd.com=http://kds-mirror:8080"``)."""

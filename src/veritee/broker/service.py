@@ -90,6 +90,7 @@ class Broker:
     challenges: ChallengeSealer
     """Seals the stateless challenge cookies (a key derived from the KEK)."""
     trust_emulated: bool = False
+    collateral_grace_seconds: int = 0
     session_seconds: int = 300
     max_evidence_bytes: int = 1024 * 1024
     explain_denials: bool = True
@@ -414,7 +415,9 @@ class Broker:
             with self._lock:
                 verifier = self._verifiers.get(tee)
                 if verifier is None:
-                    verifier = get_verifier(tee, trust_emulated=self.trust_emulated)
+                    verifier = get_verifier(
+                        tee, trust_emulated=self.trust_emulated,
+                        collateral_grace=timedelta(seconds=self.collateral_grace_seconds))
                     self._verifiers[tee] = verifier
         return verifier
 

@@ -150,6 +150,7 @@ def build_broker(config: Config, *, clock: Callable[[], datetime] | None = None
                          x5c=keys.ear_chain or None, header_jwk=config.tokens.header_jwk),
         collateral=_collateral(config), challenges=ChallengeSealer(keys.kek),
         trust_emulated=config.verification.trust_emulated,
+        collateral_grace_seconds=config.verification.collateral_grace_seconds,
         session_seconds=config.session.timeout_seconds,
         max_evidence_bytes=config.verification.max_evidence_bytes,
         explain_denials=config.policy.explain_denials,

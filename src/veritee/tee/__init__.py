@@ -16,7 +16,7 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from veritee.errors import MisuseError, UnknownTeeError
@@ -115,9 +115,12 @@ def get_platform(tee: str) -> Platform:
     raise UnknownTeeError(f"no verifier for TEE {tee!r}; known: {', '.join(tee_names())}")
 
 
-def get_verifier(tee: str, *, trust_emulated: bool = False) -> Verifier:
+def get_verifier(tee: str, *, trust_emulated: bool = False,
+                 collateral_grace: timedelta = timedelta(0)) -> Verifier:
     """A new verifier for ``tee`` trusting the pinned vendor roots (and, if asked, the
     emulated roots of :mod:`veritee.testing`, whose results are marked ``emulated``).
+    ``collateral_grace``: how long collateral past its nextUpdate is accepted, for verifiers
+    that read dated collateral (``with_collateral_grace``; others ignore it).
 
     Raises:
         UnknownTeeError: no verifier is registered under ``tee``.
@@ -125,6 +128,9 @@ def get_verifier(tee: str, *, trust_emulated: bool = False) -> Verifier:
     """
     platform = get_platform(tee)
     verifier: Verifier = platform.load("verifier")()
+    graced = getattr(verifier, "with_collateral_grace", None)
+    if collateral_grace and graced is not None:
+        verifier = graced(collateral_grace)
     if not trust_emulated:
         return verifier
     emulated = platform.load("emulated_roots")

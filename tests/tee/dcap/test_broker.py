@@ -118,3 +118,27 @@ def test_the_emulated_collector_gets_a_secret(kbs: RunningBroker, tee: str) -> N
         assert client.get_secret("dcap/key/test") == secret
     with pytest.raises(MisuseError, match="64"):
         collector(bytes(32))
+
+
+def test_a_grace_period_makes_expired_collateral_a_claim(tmp_path: Path) -> None:
+    """Configured grace: collateral past its nextUpdate verifies, the claim says so, and the
+    default policy refuses it unless a reference value allows it."""
+    folder = tmp_path / "collateral"
+    folder.mkdir()
+    stale = DcapEmulator(knob="expired_collateral")
+    (folder / "tdx.collateral.json").write_text(json.dumps(stale.combined_collateral()))
+    refs = {"tdx_mr_td": [DEFAULT_MR_TD.hex()], "allow_emulated": [True]}
+    with running_broker(tmp_path / "b", collateral=(str(folder),),
+                        collateral_grace_seconds=7 * 86400) as graced:
+        with graced.admin() as admin:
+            assert admin.post("/kbs/v0/reference-value", json=refs).status_code == 200
+        cpu0 = _cpu0(_attest(graced, DcapEmulator()))
+        assert cpu0["ear.veraison.annotated-evidence"]["tdx"]["collateral_expired"] is True
+        assert cpu0["ear.status"] != "affirming" and "tdx.collateral" in json.dumps(cpu0)
+        with graced.admin() as admin:
+            assert admin.post("/kbs/v0/reference-value", json={
+                "tdx_allow_expired_collateral": [True]}).status_code == 200
+        assert _cpu0(_attest(graced, DcapEmulator()))["ear.status"] == "affirming"
+    with running_broker(tmp_path / "c", collateral=(str(folder),)) as strict:
+        refused = _attest(strict, DcapEmulator())
+        assert refused.status_code == 401 and "ExpiredError" in refused.json()["detail"]

@@ -124,6 +124,11 @@ class DcapVerifier:
     def roots(self) -> tuple[IntelRoot, ...]:
         return self._anchors
 
+    def with_collateral_grace(self, grace: timedelta) -> Self:
+        """A verifier accepting collateral up to ``grace`` past its nextUpdate."""
+        return type(self)(self._anchors, grace=grace,
+                          compare_all_tdx_components=self._all_tdx)
+
     def with_roots(self, roots: Sequence[IntelRoot]) -> Self:
         """A verifier trusting ``roots`` (for instance emulated ones) beside these."""
         return type(self)((*self._anchors, *roots), grace=self._grace,

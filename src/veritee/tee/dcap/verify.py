@@ -91,8 +91,10 @@ class _Bundle:
     collateral: col.Collateral
     valid_from: datetime
     valid_until: datetime
+    expiration: datetime
+    """The collateral's earliest nextUpdate."""
     verdicts: _Memo = field(default_factory=_Memo)
-    """TCB verdicts under this collateral, per (platform TCB, QE report)."""
+    """Verdicts under this collateral, per (platform TCB, QE report, revocation, expired)."""
 
 
 class DcapVerifier:
@@ -261,17 +263,23 @@ class DcapVerifier:
             col.check_not_revoked(found.root_ca_crl, ca, now, "the PCK CA certificate")
             revocation = "checked" if found.root_ca_crl is not None else "pck_crl_only"
         platform, qe = _platform(quote, pck), _qe(quote)
-        result = bundle.verdicts.get((platform, qe), lambda: tcb.evaluate_tcb(
-            found.tcb_info, platform, qe_identity=found.qe_identity, qe_report=qe,
-            compare_all_tdx_components=self._all_tdx))
+        expired = now > bundle.expiration
+        return bundle.verdicts.get(  # type: ignore[no-any-return]
+            (platform, qe, revocation, expired),
+            lambda: self._verdict(found, platform, qe, revocation=revocation, expired=expired))
+
+    def _verdict(self, found: col.Collateral, platform: tcb.PlatformTcb, qe: tcb.QeReport, *,
+                 revocation: str, expired: bool) -> Verdict:
+        result = tcb.evaluate_tcb(found.tcb_info, platform, qe_identity=found.qe_identity,
+                                  qe_report=qe, compare_all_tdx_components=self._all_tdx)
         result.raise_for_status()
         return Verdict(
             tcb_status=result.status, advisory_ids=result.advisory_ids,
             tcb_date=result.tcb_date.isoformat() if result.tcb_date else None,
             collateral_expiration=found.collateral_expiration.isoformat(),
-            collateral_expired=now > found.collateral_expiration,
-            platform_status=result.platform_status, qe_status=result.qe_status,
-            module_status=result.module_status, revocation=revocation)
+            collateral_expired=expired, platform_status=result.platform_status,
+            qe_status=result.qe_status, module_status=result.module_status,
+            revocation=revocation)
 
     def _bundle(self, quote: Quote, chain: tuple[Cert, ...], pck: PckFacts,
                 collateral: CollateralSource, now: datetime) -> _Bundle:
@@ -289,7 +297,8 @@ class DcapVerifier:
         found = col.verify_collateral(raw, tcb_id=tcb_id, fmspc=pck.fmspc, pck_ca=pck.ca,
                                       now=now, roots=self._roots, cache=self._cache,
                                       grace=self._grace)
-        bundle = _Bundle(found, *_window(found, raw, self._grace))
+        bundle = _Bundle(found, *_window(found, raw, self._grace),
+                         expiration=found.collateral_expiration)
         with self._lock:
             self._bundles[key] = bundle
             while len(self._bundles) > MAX_BUNDLES:

@@ -1208,7 +1208,7 @@ def _settings(tee: Tee, knobs: Sequence[str]) -> tuple[dict[str, Any], str, str]
         elif equals and name in choices:
             _choose(chosen, changes, name, value, choices[name])
         elif equals and name in _HEX_SETTINGS[tee]:
-            changes[name] = _hex_of(value, _HEX_SETTINGS[tee][name], name)
+            changes[name] = pki.hex_of(value, _HEX_SETTINGS[tee][name], name)
         else:
             raise ValueError(f"unknown knob {knob!r} for {tee} (see --list-knobs)")
     return changes, chosen["form"], chosen["collateral"]
@@ -1233,14 +1233,6 @@ def _host_data(tee: Tee, host_data: bytes) -> bytes:
     return host_data
 
 
-def _hex_of(text: str, size: int, name: str) -> bytes:
-    try:
-        value = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError as exc:
-        raise ValueError(f"{name}={text!r} is not hex") from exc
-    if len(value) != size:
-        raise ValueError(f"{name} is {len(value)} bytes; it must be {size}")
-    return value
 
 
 def _evidence(emulator: DcapEmulator, report_data: bytes, form: str) -> bytes:

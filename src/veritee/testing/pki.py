@@ -104,3 +104,18 @@ def now_utc() -> datetime:
 
 def days(n: float) -> timedelta:
     return timedelta(days=n)
+
+
+def hex_of(text: str, size: int, name: str) -> bytes:
+    """``text`` (hex, ``0x`` allowed) as ``size`` bytes, for emulator knobs.
+
+    Raises:
+        ValueError: not hex, or another size (the message names the knob).
+    """
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError as exc:
+        raise ValueError(f"{name}={text!r} is not hex") from exc
+    if len(value) != size:
+        raise ValueError(f"{name} is {len(value)} bytes; it must be {size}")
+    return value

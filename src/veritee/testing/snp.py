@@ -535,7 +535,7 @@ def _settings(knobs: Sequence[str]) -> tuple[dict[str, Any], str]:
         elif name in ("version", "vmpl") and value.isdigit():
             changes[name] = _bounded(name, int(value), *((2, 5) if name == "version" else (0, 3)))
         elif name == "measurement" and value:
-            changes["measurement"] = _hex_of(value, 48, "measurement")
+            changes["measurement"] = pki.hex_of(value, 48, "measurement")
         else:
             raise ValueError(f"unknown knob {knob!r} (see --list-knobs)")
     changes["policy"] = policy
@@ -548,14 +548,6 @@ def _bounded(name: str, value: int, low: int, high: int) -> int:
     return value
 
 
-def _hex_of(text: str, size: int, name: str) -> bytes:
-    try:
-        value = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError as exc:
-        raise ValueError(f"{name}={text!r} is not hex") from exc
-    if len(value) != size:
-        raise ValueError(f"{name} is {len(value)} bytes; it must be {size}")
-    return value
 
 
 #: The emulator ``veritee emulate snp`` uses (the descriptor's ``emulator``).

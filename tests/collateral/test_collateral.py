@@ -277,3 +277,23 @@ def test_http_fetcher_asks_a_mirror_instead_of_the_vendor() -> None:
     http.mirrors = (("https://vendor.example", "http://mirror.internal:8080/kds"),)
     assert http.get(URL).body == b"from the mirror"
     assert str(seen[0].url) == "http://mirror.internal:8080/kds/v1/chain"
+
+
+def test_several_mirrors_of_one_vendor_are_tried_in_order() -> None:
+    """A list of PCCS (or other mirrors): the next is asked when one answers 404, fails or
+    cannot be reached; the answer of the last is returned whatever it is."""
+    http, seen = fetcher([httpx.Response(404), httpx.ConnectError("refused"),
+                          httpx.Response(200, content=b"from the third")], retries=0)
+    http.mirrors = (("https://vendor.example", "http://one.internal"),
+                    ("https://vendor.example", "http://two.internal"),
+                    ("https://vendor.example", "http://three.internal"))
+    assert http.get(URL).body == b"from the third"
+    assert [r.url.host for r in seen] == ["one.internal", "two.internal", "three.internal"]
+    http, seen = fetcher([httpx.Response(404)], retries=0)
+    http.mirrors = (("https://vendor.example", "http://one.internal"),
+                    ("https://vendor.example", "http://two.internal"))
+    assert http.get(URL).status == 404 and len(seen) == 2
+    http, _ = fetcher([httpx.ConnectError("refused")], retries=0)
+    http.mirrors = (("https://vendor.example", "http://one.internal"),)
+    with pytest.raises(CollateralUnavailableError, match=r"one\.internal.*for https://vendor"):
+        http.get(URL)

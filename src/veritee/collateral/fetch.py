@@ -38,17 +38,29 @@ class HttpFetcher:
     """How to wait between attempts (tests pass a recorder)."""
     mirrors: tuple[tuple[str, str], ...] = ()
     """``(prefix, replacement)``: a request whose URL starts with ``prefix`` goes to
-    ``replacement`` + the rest (an internal mirror or caching proxy of a vendor service).
-    Caches stay keyed by the vendor's URL."""
+    ``replacement`` + the rest (an internal mirror or caching proxy of a vendor service, such
+    as a PCCS for Intel PCS). Several replacements of one prefix are tried in order, the next
+    when one fails (no answer, 404 or another error). Caches stay keyed by the vendor's URL."""
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
     def get(self, url: str) -> Response:
+        targets = self._targets(url)
+        for target in targets[:-1]:
+            try:
+                response = self._get_retrying(target, url)
+            except CollateralUnavailableError:
+                continue
+            if response.status == 200:
+                return response
+        return self._get_retrying(targets[-1], url)
+
+    def _get_retrying(self, target: str, url: str) -> Response:
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 self.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                response = self._get_once(url)
+                response = self._get_once(target, url)
             except httpx.ConnectError as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 break
@@ -59,23 +71,23 @@ class HttpFetcher:
                 return response
             last = f"HTTP {response.status}"
         raise CollateralUnavailableError(
-            f"GET {url} failed after {attempt + 1} attempt{'s' if attempt else ''} ({last})"
+            f"GET {target}{'' if target == url else f' (for {url})'} failed after "
+            f"{attempt + 1} attempt{'s' if attempt else ''} ({last})"
         )
 
-    def _target(self, url: str) -> str:
-        for prefix, replacement in self.mirrors:
-            if url.startswith(prefix):
-                return replacement + url[len(prefix):]
-        return url
+    def _targets(self, url: str) -> list[str]:
+        found = [replacement + url[len(prefix):] for prefix, replacement in self.mirrors
+                 if url.startswith(prefix)]
+        return found or [url]
 
-    def _get_once(self, url: str) -> Response:
+    def _get_once(self, target: str, url: str) -> Response:
         client = self._client
         if client is None:
             client = self._client = httpx.Client(
                 timeout=self.timeout, headers={"User-Agent": self.user_agent},
                 follow_redirects=True, transport=self.transport,
             )
-        with client.stream("GET", self._target(url)) as stream:
+        with client.stream("GET", target) as stream:
             chunks: list[bytes] = []
             size = 0
             for chunk in stream.iter_bytes():

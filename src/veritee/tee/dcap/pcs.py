@@ -12,7 +12,8 @@ URL shapes from the research note §2.10:
 * the Root CA CRL at the root's CRL distribution point.
 
 A PCCS serves the same paths under its own base: configure it as a mirror of the PCS prefix
-(``[verification] mirrors``), and the cache stays keyed by the PCS URL, so an air-gapped broker
+(``[verification] mirrors``; several PCCS for one prefix are tried in order), and the cache
+stays keyed by the PCS URL, so an air-gapped broker
 reads what ``veritee collateral fetch --tee tdx EVIDENCE`` stored on a connected machine.
 Fetching, caching and offline operation are the generic client's
 (:meth:`veritee.collateral.CollateralSource.get`); this module only builds URLs.

@@ -142,3 +142,33 @@ def test_a_grace_period_makes_expired_collateral_a_claim(tmp_path: Path) -> None
     with running_broker(tmp_path / "c", collateral=(str(folder),)) as strict:
         refused = _attest(strict, DcapEmulator())
         assert refused.status_code == 401 and "ExpiredError" in refused.json()["detail"]
+
+
+def _mutations() -> list[Any]:
+    quote = base64.b64decode(DcapEmulator().coco_evidence(bytes(64))["quote"])
+    cases: list[Any] = [
+        {"quote": base64.b64encode(quote[:cut]).decode()} for cut in (0, 10, 47, 48, 631, 700)]
+    for offset in (0, 2, 4, 12, 30, 48 + 136, 632, 700, len(quote) - 1):
+        flipped = bytearray(quote)
+        flipped[offset] ^= 0x80
+        cases.append({"quote": base64.b64encode(bytes(flipped)).decode(), "cc_eventlog": None})
+    cases += [{"quote": 7}, {"quote": ["x"]}, {"quote": "\ud800"}, {"cc_eventlog": "AAAA"},
+              {"quote": base64.b64encode(quote).decode(), "cc_eventlog": "not base64!"},
+              {"quote": base64.b64encode(quote).decode(),
+               "cc_eventlog": base64.b64encode(b"\xff" * 64).decode()},
+              "", [], 12, {"a": {"b": {"c": {"d": [[[[[[[]]]]]]]}}}}]
+    return cases
+
+
+@pytest.mark.parametrize("evidence", _mutations())
+def test_bad_tdx_evidence_is_refused_with_a_problem_never_a_500(kbs: RunningBroker,
+                                                                evidence: Any) -> None:
+    with KbsClient(kbs.url, "tdx", DcapEmulator().coco_evidence) as client:
+        nonce, _, cookie = client.auth()
+        runtime = client.runtime_data(nonce)
+    body = json.dumps({"runtime-data": runtime, "tee-evidence": evidence})  # \ud800 escaped
+    r = httpx.post(f"{kbs.url}/kbs/v0/attest", cookies={"kbs-session-id": cookie},
+                   content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 401), r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["detail"]

@@ -40,14 +40,16 @@ def b64decode_any(text: bytes | str) -> bytes | None:
         raw = text.encode("ascii") if isinstance(text, str) else text
     except UnicodeEncodeError:
         return None
-    raw = raw.strip()
-    alt = raw.replace(b"-", b"+").replace(b"_", b"/").rstrip(b"=")
+    alt = raw.strip().translate(_URLSAFE_TO_STANDARD).rstrip(b"=")
     if len(alt) % 4 == 1:
         return None
-    try:
-        return base64.b64decode(alt + b"=" * (-len(alt) % 4), validate=True)
+    try:   # strict: only the alphabet, padding only at the end (C speed, unlike validate=True)
+        return binascii.a2b_base64(alt + b"=" * (-len(alt) % 4), strict_mode=True)
     except (binascii.Error, ValueError):
         return None
+
+
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
 def is_hex_text(text: bytes) -> bool:

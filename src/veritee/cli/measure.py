@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         return
     group = typer.Typer(help=prose(HELP), no_args_is_help=True)
     for platform in measurable:
-        group.add_typer(platform.load("measure"), name=platform.tee,
-                        help=f"Launch measurement of {platform.title}.")
+        sub = platform.load("measure")
+        own = sub.info.help if isinstance(sub.info.help, str) else ""
+        group.add_typer(sub, name=platform.tee,
+                        help=own or f"Launch measurement of {platform.title}.",
+                        short_help=f"Launch measurement of {platform.title}.")
     app.add_typer(group, name="measure")

@@ -1,5 +1,6 @@
 """veritee against dcap-qvl (the Rust verifier's Python bindings, a development dependency) on
-every corpus quote that has dcap-qvl collateral and on emulated quotes with every knob: the
+every corpus quote that has collateral (dcap-qvl's, or go-tdx-guest's PCS files converted to
+dcap-qvl's form) and on emulated quotes with every knob: the
 same verdict (verified or not) and the same TCB status, except the divergences pinned here
 and explained in docs/ARCHITECTURE.md ("DCAP: where veritee and dcap-qvl differ")."""
 
@@ -17,6 +18,7 @@ from veritee.collateral import CollateralSource
 from veritee.errors import VeriteeError
 from veritee.evidence import Evidence, decode_evidence
 from veritee.tee import get_verifier
+from veritee.tee.dcap.collateral import signed_json_from_body
 from veritee.tee.dcap.evidence import parse_dcap_evidence
 from veritee.testing.dcap import DcapEmulator, knob_errors, root_cert
 
@@ -108,3 +110,46 @@ def test_emulated_quotes_get_dcap_qvls_verdict(tee: str, name: str,
         assert theirs == divergence and mine != theirs
     else:
         assert mine == theirs
+
+
+#: PCS-format collateral sets of the corpus (go-tdx-guest's), turned into dcap-qvl's combined
+#: form for it: (quote, TCB Info body, QE identity body, instant).
+PCS_SETS = [
+    ("go-tdx-guest/testing/testdata/tdx_prod_quote_SPR_E4.dat",
+     "go-tdx-guest/testing/testdata/sample_tcbInfo_response",
+     "go-tdx-guest/testing/testdata/sample_qeIdentity_response", "2023-07-01"),
+    ("go-tdx-guest/testing/testdata/quote_v5_sample.dat",
+     "go-tdx-guest/testing/testdata/sample_tcbinfo_response_v5",
+     "go-tdx-guest/testing/testdata/sample_qeIdentity_response", "2026-02-15"),
+]
+
+
+def _combined_from_pcs(root: Any, tcb_body: str, identity_body: str) -> str:
+    """dcap-qvl's QuoteCollateralV3 JSON from PCS bodies, their issuer chains and CRLs."""
+    chains = root / "go-tdx-guest/testing/issuer_chains"
+    data = root / "go-tdx-guest/testing/testdata"
+    tcb = signed_json_from_body((root / tcb_body).read_bytes(), "tcbInfo")
+    identity = signed_json_from_body((root / identity_body).read_bytes(), "enclaveIdentity")
+    pck_crl = (data / "pckcrl").read_bytes()
+    return json.dumps({
+        "pck_crl_issuer_chain": (chains / "pckCrlIssuerChain.pem").read_text(),
+        "root_ca_crl": (data / "rootcrl.der").read_bytes().hex(),
+        "pck_crl": pck_crl.hex() if pck_crl[:1] == b"\x30" else bytes.fromhex(
+            pck_crl.decode().strip()).hex(),
+        "tcb_info_issuer_chain": (chains / "tcbInfoIssuerChain.pem").read_text(),
+        "tcb_info": tcb.raw.decode(), "tcb_info_signature": tcb.signature.hex(),
+        "qe_identity_issuer_chain": (chains / "qeIdentityIssuerChain.pem").read_text(),
+        "qe_identity": identity.raw.decode(), "qe_identity_signature": identity.signature.hex(),
+    })
+
+
+@pytest.mark.parametrize(("quote", "tcb", "identity", "day"), PCS_SETS,
+                         ids=[c[0].rsplit("/", 1)[-1] for c in PCS_SETS])
+def test_pcs_format_corpus_sets_get_dcap_qvls_verdict(quote: str, tcb: str, identity: str,
+                                                      day: str) -> None:
+    root = corpus_dir("intel")
+    evidence = decode_evidence((root / quote).read_bytes())
+    combined = _combined_from_pcs(root, tcb, identity)
+    now = datetime.fromisoformat(f"{day}T00:00:00+00:00")
+    mine = _mine("tdx", evidence, CollateralSource.of(combined.encode()), now)
+    assert mine == _theirs(parse_dcap_evidence(evidence).quote, combined, now)

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from veritee.attester.dcap.ioctl import Ioctl
 from veritee.attester.dcap.quotes import REPORT_DATA_SIZE
 from veritee.attester.dcap.sgx import SgxCollected, SgxSource, collect_sgx
 from veritee.attester.dcap.tdx import TdxCollected, collect_tdx
 from veritee.attester.dcap.tdxguest import DEVICE, td_report
+from veritee.attester.ioctl import Ioctl
 from veritee.attester.tsm import TsmFs
 
 

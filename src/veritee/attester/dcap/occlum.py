@@ -30,9 +30,9 @@ import struct
 from pathlib import Path
 from typing import Final
 
-from veritee.attester.dcap.ioctl import Ioctl, ior, iowr, open_device
 from veritee.attester.dcap.quotes import check_report_data
 from veritee.attester.errors import CollectorError, CollectorUnavailableError
+from veritee.attester.ioctl import Ioctl, ior, iowr, open_device
 from veritee.tee.dcap.quote import MAX_QUOTE_BYTES
 
 DEVICE: Final = Path("dev/sgx")

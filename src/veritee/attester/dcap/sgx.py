@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 from veritee.attester.dcap import gramine, occlum
-from veritee.attester.dcap.ioctl import Ioctl
 from veritee.attester.dcap.quotes import check_report_data, checked_quote
 from veritee.attester.errors import CollectorUnavailableError
+from veritee.attester.ioctl import Ioctl
 
 SgxSource = Literal["gramine", "occlum"]
 

@@ -33,9 +33,9 @@ import struct
 from pathlib import Path
 from typing import Final
 
-from veritee.attester.dcap.ioctl import Ioctl, iowr, open_device
 from veritee.attester.dcap.quotes import check_report_data
 from veritee.attester.errors import CollectorError, CollectorUnavailableError
+from veritee.attester.ioctl import Ioctl, iowr, open_device
 
 DEVICE: Final = Path("dev/tdx_guest")
 """The misc device, relative to the file-system root (its name is the driver's)."""

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from veritee.attester.errors import CollectorError, CollectorUnavailableError
-from veritee.attester.snp.sevguest import DEFAULT_DEVICE, Ioctl, sev_guest_report
+from veritee.attester.ioctl import Ioctl
+from veritee.attester.snp.sevguest import DEFAULT_DEVICE, sev_guest_report
 from veritee.attester.tsm import DEFAULT_TSM_ROOT, TsmFs, tsm_report
 from veritee.errors import MisuseError
 from veritee.evidence import TsmReport

@@ -29,12 +29,12 @@ import errno
 import fcntl
 import os
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from veritee.attester.errors import CollectorError, CollectorUnavailableError
+from veritee.attester.ioctl import Ioctl, iowr
 from veritee.errors import MalformedEvidenceError
 from veritee.tee.snp import certtable
 from veritee.tee.snp.layout import REPORT_SIZE
@@ -53,16 +53,8 @@ MAX_CERTS_LEN: Final = 0x4000
 VMM_ERR_INVALID_LEN: Final = 1
 
 
-def _iowr(nr: int, size: int) -> int:
-    """``_IOWR('S', nr, size)`` (asm-generic/ioctl.h: dir 3 << 30 | size << 16 | type << 8)."""
-    return (3 << 30) | (size << 16) | (ord("S") << 8) | nr
-
-
-SNP_GET_REPORT: Final = _iowr(0x0, GUEST_REQUEST.size)  # 0xC0205300
-SNP_GET_EXT_REPORT: Final = _iowr(0x2, GUEST_REQUEST.size)  # 0xC0205302
-
-#: ``fcntl.ioctl``'s shape: (fd, request, mutable argument buffer) → result.
-Ioctl = Callable[[int, int, bytearray], object]
+SNP_GET_REPORT: Final = iowr("S", 0x0, GUEST_REQUEST.size)  # 0xC0205300
+SNP_GET_EXT_REPORT: Final = iowr("S", 0x2, GUEST_REQUEST.size)  # 0xC0205302
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What the DCAP device collectors share: the ioctl request encoding and opening a device.
+"""What the device collectors share: the ioctl request encoding and opening a device.
 
 Request numbers follow the Linux ``include/uapi/asm-generic/ioctl.h`` layout on x86-64:
 direction in bits 30–31 (1 write, 2 read, 3 both, seen from user space), the argument size in
@@ -6,7 +6,7 @@ bits 16–29, the type character in bits 8–15 and the command number in bits 0
 
 The ioctl function is injectable (:data:`Ioctl`, the shape of :func:`fcntl.ioctl` with a
 mutable buffer), so tests replace the kernel or the LibOS behind a device with a fake that
-reads and writes the same buffers.
+reads and writes the same buffers. Shared by every TEE's collectors (no TEE named here).
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from cryptography.x509.oid import NameOID
 from veritee import errors
 from veritee.collateral.base import Response
 from veritee.evidence import TsmReport
+from veritee.tee.dcap import pcs
 from veritee.tee.dcap.evidence import TSM_PROVIDER
 from veritee.tee.dcap.pck import SGX_EXTENSION_OID
 from veritee.tee.dcap.quote import (
@@ -87,13 +88,13 @@ Ca = Literal["platform", "processor"]
 TEES: Final[tuple[Tee, ...]] = ("tdx", "sgx")
 CAS: Final[tuple[Ca, ...]] = ("platform", "processor")
 
-#: Intel PCS API v4 (§2.10) and the Root CA's CRL distribution point (§2.1).
-PCS_BASE_URL: Final = "https://api.trustedservices.intel.com"
-ROOT_CA_CRL_URL: Final = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
-#: Issuer-chain headers of PCS v4 (§2.3, §2.10).
-TCB_INFO_CHAIN_HEADER: Final = "TCB-Info-Issuer-Chain"
-IDENTITY_CHAIN_HEADER: Final = "SGX-Enclave-Identity-Issuer-Chain"
-PCK_CRL_CHAIN_HEADER: Final = "SGX-PCK-CRL-Issuer-Chain"
+#: Intel PCS API v4 (§2.10): its base, the Root CA's CRL distribution point (§2.1) and the
+#: issuer-chain headers, as the verifier's PCS client names them.
+PCS_BASE_URL: Final = pcs.PCS_BASE_URL
+ROOT_CA_CRL_URL: Final = pcs.ROOT_CA_CRL_URL
+TCB_INFO_CHAIN_HEADER: Final = pcs.TCB_INFO_CHAIN
+IDENTITY_CHAIN_HEADER: Final = pcs.IDENTITY_CHAIN
+PCK_CRL_CHAIN_HEADER: Final = pcs.PCK_CRL_CHAIN
 
 ROOT_CN: Final = "Intel SGX Root CA"
 CA_CN: Final[Mapping[Ca, str]] = {"platform": "Intel SGX PCK Platform CA",
@@ -434,7 +435,7 @@ def tcb_signing_cert() -> x509.Certificate:
 
 def pck_crl_url(ca: Ca, base_url: str = PCS_BASE_URL) -> str:
     """The PCK CRL of ``ca`` (the leaf's CRL DP, §2.1)."""
-    return f"{base_url}/sgx/certification/v4/pckcrl?ca={ca}&encoding=der"
+    return pcs.pck_crl_url(ca, base_url=base_url)
 
 
 @functools.cache

@@ -746,14 +746,20 @@ def verify_signed_json(signed: SignedJson, chain: Sequence[Cert], *, now: dateti
                          "over the signed text or its compact form")
 
 
+def raw_p256_verifies(message: bytes, raw_signature: bytes, key: Any) -> bool:
+    """ECDSA P-256 / SHA-256 with a raw big-endian ``r || s`` signature, as Intel writes
+    them in quotes and collateral (§1.6, §2.3)."""
+    if len(raw_signature) != 64:
+        return False
+    der = encode_dss_signature(int.from_bytes(raw_signature[:32], "big"),
+                               int.from_bytes(raw_signature[32:], "big"))
+    return signature_verifies(message, der, key, rsa_padding=None, algorithm=hashes.SHA256())
+
+
 def _signature_ok(signed: SignedJson, signer: Cert) -> bool:
     """Over the raw text first; over the compact form only when that fails (§2.3)."""
-    r, s = signed.signature[:32], signed.signature[32:]
-    der = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
-
     def verifies(text: bytes) -> bool:
-        return signature_verifies(text, der, signer.public_key, rsa_padding=None,
-                                  algorithm=hashes.SHA256())
+        return raw_p256_verifies(text, signed.signature, signer.public_key)
 
     if verifies(signed.raw):
         return True
@@ -1135,7 +1141,7 @@ def verify_collateral(raw: RawCollateral, *, tcb_id: TcbId, fmspc: bytes,
     trust = _Trust(now, trust.roots, _root_crl(raw, trust), trust.cache, grace)
     pck_crl = _pck_crl(raw, pck_ca, trust) if pck_ca else None
     tcb_info = _first_verified(
-        _newest([s for s in raw.tcb_infos if _is_tcb_info_for(s, tcb_id, fmspc)]),
+        _newest([s for s in raw.tcb_infos if tcb_info_for(s, tcb_id, fmspc)]),
         lambda s: verify_tcb_info(s, raw.certs, **trust.kwargs()),
         f"{tcb_id} TCB Info for FMSPC {fmspc.hex()}")
     qe_id = "TD_QE" if tcb_id == "TDX" else "QE"
@@ -1180,7 +1186,8 @@ def _pck_crl(raw: RawCollateral, pck_ca: PckCa, trust: _Trust) -> Crl | None:
                            f"PCK {pck_ca} CA CRL")
 
 
-def _is_tcb_info_for(signed: SignedJson, tcb_id: str, fmspc: bytes) -> bool:
+def tcb_info_for(signed: SignedJson, tcb_id: str, fmspc: bytes) -> bool:
+    """Whether ``signed`` is a TCB Info of ``tcb_id`` for ``fmspc`` (not yet verified)."""
     value = signed.value
     text = value.get("fmspc")
     return value.get("id") == tcb_id and isinstance(text, str) and text.lower() == fmspc.hex()

@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, Literal, Self
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from veritee import eventlog
 from veritee.collateral import CollateralSource
@@ -53,7 +51,7 @@ from veritee.tee.dcap.evidence import DcapEvidence, parse_dcap_evidence
 from veritee.tee.dcap.pck import SGX_TYPES, ca_kind, pck_extension
 from veritee.tee.dcap.quote import INTEL_QE_VENDOR_ID, Quote, SgxReport, TdReport, parse_quote
 from veritee.tee.dcap.roots import IntelRoot, pinned_roots
-from veritee.x509 import Cert, CertCache, check_link, require_pinned, signature_verifies
+from veritee.x509 import Cert, CertCache, check_link, require_pinned
 
 REPORT_DATA_SIZE: Final = 64
 _PCK_LEAF_CN: Final = "SGX PCK Certificate"
@@ -292,7 +290,7 @@ class DcapVerifier:
                 return cached
         raw = col.read_collateral(collateral.files, self._cache)
         raw = raw + col.RawCollateral(certs=chain)
-        if not any(_applies(s, tcb_id, pck.fmspc) for s in raw.tcb_infos):
+        if not any(col.tcb_info_for(s, tcb_id, pck.fmspc) for s in raw.tcb_infos):
             raw = raw + self._fetched(quote, pck, collateral)
         found = col.verify_collateral(raw, tcb_id=tcb_id, fmspc=pck.fmspc, pck_ca=pck.ca,
                                       now=now, roots=self._roots, cache=self._cache,
@@ -320,12 +318,6 @@ class DcapVerifier:
                 f"{quote.tee} EVIDENCE` where Intel PCS is reachable") from exc
 
 
-def _applies(signed: col.SignedJson, tcb_id: str, fmspc: bytes) -> bool:
-    text = signed.value.get("fmspc")
-    return signed.value.get("id") == tcb_id and isinstance(text, str) and (
-        text.lower() == fmspc.hex())
-
-
 class TdxVerifier(DcapVerifier):
     tee: ClassVar[Literal["tdx", "sgx"]] = "tdx"
 
@@ -345,18 +337,9 @@ def _pck_leaf(chain: Sequence[Cert], quote: Quote) -> Cert:
         names = ", ".join(repr(c.subject_cn) for c in chain) or "nothing"
         raise ChainError(f"the PCK certificate chain holds no '{_PCK_LEAF_CN}' (found {names})")
     qe = quote.signature_data.qe
-    signing = [c for c in leaves if len(leaves) > 1 and _ecdsa(
+    signing = [c for c in leaves if len(leaves) > 1 and col.raw_p256_verifies(
         qe.qe_report_bytes, qe.qe_report_signature, c.public_key)]
     return (signing or leaves)[0]
-
-
-def _ecdsa(signed: bytes, raw_signature: bytes, key: Any) -> bool:
-    """ECDSA P-256 / SHA-256 with a raw ``r || s`` signature (§1.6: big-endian)."""
-    if len(raw_signature) != 64:
-        return False
-    der = encode_dss_signature(int.from_bytes(raw_signature[:32], "big"),
-                               int.from_bytes(raw_signature[32:], "big"))
-    return signature_verifies(signed, der, key, rsa_padding=None, algorithm=hashes.SHA256())
 
 
 def _check_qe_report(quote: Quote, leaf: Cert) -> None:
@@ -365,7 +348,7 @@ def _check_qe_report(quote: Quote, leaf: Cert) -> None:
     key = leaf.public_key
     if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
         raise ChainError("the PCK certificate's key is not an ECDSA P-256 key")
-    if not _ecdsa(qe.qe_report_bytes, qe.qe_report_signature, key):
+    if not col.raw_p256_verifies(qe.qe_report_bytes, qe.qe_report_signature, key):
         raise SignatureError("the QE report's signature does not verify under the PCK "
                              f"certificate's key (PCK certificate SHA-256 {leaf.sha256[:16]}…)")
     expected = hashlib.sha256(quote.signature_data.attestation_key_binding).digest()
@@ -382,7 +365,7 @@ def _check_quote_signature(quote: Quote) -> None:
         key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     except ValueError as exc:
         raise SignatureError("the attestation key is not a P-256 point") from exc
-    if not _ecdsa(quote.signed_bytes, quote.signature_data.signature, key):
+    if not col.raw_p256_verifies(quote.signed_bytes, quote.signature_data.signature, key):
         raise SignatureError("the quote's signature does not verify under its attestation key")
 
 

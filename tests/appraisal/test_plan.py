@@ -11,6 +11,7 @@ the subset must not be planned at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from typing import Any
@@ -221,3 +222,26 @@ def test_a_conflict_is_regorus_error_through_the_compiled_policy() -> None:
     with pytest.raises(PolicyError, match="failed"):
         policy.evaluate({"a": True, "b": True})
     assert policy.evaluate({"a": True, "b": False}) == {"r0": 1}
+
+
+REGO_ALPHABET = st.sampled_from(list('package policy import rego.v1 default x y := if { } [ ] ( ) '
+                                     '. , ; : " ` # \n \t == != < >= in not input data 0 -1 9 '
+                                     '"a" true null \\ \ud800 é'))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(REGO_ALPHABET, max_size=60).map("".join)
+       | st.text(max_size=200).map(lambda t: "package policy\n\n" + t))
+def test_any_text_is_planned_or_left_to_regorus_never_an_error(source: str) -> None:
+    """The reader takes hostile text: it gives a plan or None, never an exception."""
+    result = plan.plan(source, ["x"], package="policy", builtins_module=True,
+                       packages=PACKAGES)
+    if result is not None:
+        with contextlib.suppress(plan.Undecided):
+            result.evaluate({"a": 1}, {})
+
+
+def test_deep_nesting_is_not_planned_past_the_recursion_limit() -> None:
+    source = "package policy\n\nx := " + "[" * 3000 + "]" * 3000 + "\n"
+    assert plan.plan(source, ["x"], package="policy", builtins_module=True,
+                     packages=PACKAGES) is None

@@ -23,8 +23,11 @@ machine with `veritee collateral fetch`, copy the folder, and verify offline wit
 
 FETCH_HELP = """\
 Fetch what verifying EVIDENCE needs from the vendor service into the cache (for an SEV-SNP
-report, say: the VCEK for its chip and TCB, the certificate chain, and the CRL). EVIDENCE is
-a file in any form `veritee verify` reads.
+report, say: the VCEK for its chip and TCB, the certificate chain, and the CRL; for an Intel
+DCAP quote: its platform's TCB Info, the QE identity, the PCK and Root CA CRLs and their issuer
+chains, from Intel PCS or the PCCS mirrors configured). EVIDENCE is a file in any form
+`veritee verify` reads. An offline verifier or broker with the same cache then needs no
+network.
 """
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from veritee.collateral import CollateralSource, MemoryCache
-from veritee.errors import CollateralMissingError, CollateralUnavailableError
+from veritee.collateral.base import Response
+from veritee.errors import CollateralMissingError, CollateralUnavailableError, VeriteeError
 from veritee.evidence import Evidence
 from veritee.tee import get_verifier
 from veritee.tee.dcap import pcs
@@ -56,3 +57,19 @@ def test_the_urls_are_pcs_v4() -> None:
     assert urls[0].endswith("/tdx/certification/v4/tcb?fmspc=00806f050000")
     assert urls[1].endswith("/tdx/certification/v4/qe/identity")
     assert urls[3].endswith("/sgx/certification/v4/pckcrl?ca=platform&encoding=der")
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[1]", b"{\"tcbInfo\": 1}", b"\x30\x03\x02\x01",
+                                  b"not a crl", b"{\"enclaveIdentity\": {}, \"signature\": 7}"])
+def test_garbage_from_pcs_is_a_typed_error(body: bytes) -> None:
+    emulator = DcapEmulator()
+    service = FakePcs()
+    service.add(emulator)
+    url = pcs.tcb_info_url("tdx", bytes.fromhex(emulator.tcb_info.value["fmspc"]))
+    service.serve(url, Response(200, body, 60, {}))
+    with pytest.raises(VeriteeError) as caught:
+        get_verifier("tdx", trust_emulated=True).verify(
+            Evidence.from_json(emulator.coco_evidence()), report_data=None,
+            collateral=CollateralSource(fetcher=service), now=emulator.now)
+    assert type(caught.value).__name__ in ("MalformedEvidenceError", "CollateralUnavailableError",
+                                           "SignatureError")

@@ -5,6 +5,7 @@ asked for."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from veritee.collateral import CollateralSource
-from veritee.errors import ExpiredError, UntrustedRootError
+from veritee.errors import ChainError, ExpiredError, UntrustedRootError
 from veritee.evidence import Evidence
 from veritee.tee import get_verifier
 from veritee.testing.dcap import DcapEmulator, knob_errors
@@ -72,3 +73,29 @@ def test_collateral_is_reused_while_current_and_re_verified_after() -> None:
     late = emulator.now + timedelta(days=400)
     with pytest.raises(ExpiredError):
         verifier.verify(evidence, report_data=None, collateral=collateral, now=late)
+
+
+def test_a_quote_not_from_intels_quoting_enclave_is_refused() -> None:
+    """The QE vendor ID is checked before anything else trusts the QE."""
+    emulator = DcapEmulator(tee="sgx")
+    quote = bytearray(emulator.quote(bytes(64)))
+    quote[12] ^= 0x01                                    # qe_vendor_id, header bytes 12..28
+    collateral = CollateralSource.of(json.dumps(emulator.combined_collateral()).encode())
+    with pytest.raises(ChainError, match="QE vendor ID"):
+        get_verifier("sgx", trust_emulated=True).verify(
+            Evidence.from_json({"quote": base64.b64encode(bytes(quote)).decode()}),
+            report_data=None, collateral=collateral, now=emulator.now)
+
+
+def test_a_grace_shorter_than_the_staleness_still_rejects() -> None:
+    """Collateral expired a day ago: an hour of grace is not enough, a week is."""
+    emulator = DcapEmulator(knob="expired_collateral")
+    collateral = CollateralSource.of(json.dumps(emulator.combined_collateral()).encode())
+    evidence = Evidence.from_json(emulator.coco_evidence())
+    short = get_verifier("tdx", trust_emulated=True, collateral_grace=timedelta(hours=1))
+    with pytest.raises(ExpiredError):
+        short.verify(evidence, report_data=None, collateral=collateral, now=emulator.now)
+    week = get_verifier("tdx", trust_emulated=True, collateral_grace=timedelta(days=7))
+    claims = week.verify(evidence, report_data=None, collateral=collateral,
+                         now=emulator.now).to_dict()
+    assert claims["collateral_expired"] is True

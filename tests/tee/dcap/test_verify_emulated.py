@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from veritee.collateral import CollateralSource
-from veritee.errors import ChainError, ExpiredError, UntrustedRootError
+from veritee.errors import ChainError, ExpiredError, SignatureError, UntrustedRootError
 from veritee.evidence import Evidence
 from veritee.tee import get_verifier
-from veritee.testing.dcap import DcapEmulator, knob_errors
+from veritee.tee.dcap.quote import parse_quote
+from veritee.tee.dcap.verify import SgxVerifier
+from veritee.testing.dcap import DcapEmulator, emulated_anchors, knob_errors
 
 
 def _verify(emulator: DcapEmulator, *, files: bool = True, trust: bool = True) -> Any:
@@ -99,3 +101,46 @@ def test_a_grace_shorter_than_the_staleness_still_rejects() -> None:
     claims = week.verify(evidence, report_data=None, collateral=collateral,
                          now=emulator.now).to_dict()
     assert claims["collateral_expired"] is True
+
+
+@pytest.mark.parametrize("tee", ["tdx", "sgx"])
+def test_a_verifier_that_knows_the_quoting_enclave_still_refuses_every_knob(tee: str) -> None:
+    """The QE report's signature and the attestation key are remembered per QE: after a
+    genuine quote has verified, every defect is still refused by the same verifier."""
+    verifier = get_verifier(tee, trust_emulated=True)
+    genuine = DcapEmulator(tee=tee)   # type: ignore[arg-type]
+    collateral = CollateralSource.of(json.dumps(genuine.combined_collateral()).encode(),
+                                     *[b for s, b in genuine.pcs_files() if "crl" in s])
+    report_data = bytes(range(64))
+    verifier.verify(Evidence.from_json(genuine.coco_evidence(report_data)),
+                    report_data=report_data, collateral=collateral, now=genuine.now)
+    for knob, error in knob_errors(tee).items():
+        emulator = DcapEmulator(tee=tee, knob=knob)  # type: ignore[arg-type]
+        files = CollateralSource.of(json.dumps(emulator.combined_collateral()).encode(),
+                                    *[b for s, b in emulator.pcs_files() if "crl" in s])
+        with pytest.raises(error):
+            verifier.verify(Evidence.from_json(emulator.coco_evidence(report_data)),
+                            report_data=report_data, collateral=files, now=emulator.now)
+
+
+@pytest.mark.parametrize("remember", [True, False])
+@pytest.mark.parametrize("part", ["qe_report_signature", "signature"])
+def test_a_forged_signature_beside_a_known_qe_report_is_refused(part: str,
+                                                                remember: bool) -> None:
+    """The same QE report and attestation key as a quote already verified, with the QE
+    report's or the quote's signature altered: refused."""
+    emulator = DcapEmulator(tee="sgx")
+    verifier = SgxVerifier(emulated_anchors(), remember_quoting_enclaves=remember)
+    collateral = CollateralSource.of(json.dumps(emulator.combined_collateral()).encode())
+    raw = emulator.quote(bytes(64))
+    verifier.verify(Evidence.from_json({"quote": base64.b64encode(raw).decode()}),
+                    report_data=None, collateral=collateral, now=emulator.now)
+    sig_data = parse_quote(raw).signature_data
+    value = (sig_data.qe.qe_report_signature if part == "qe_report_signature"
+             else sig_data.signature)
+    at = raw.index(value) + 5
+    forged = bytearray(raw)
+    forged[at] ^= 0x40
+    with pytest.raises(SignatureError):
+        verifier.verify(Evidence.from_json({"quote": base64.b64encode(bytes(forged)).decode()}),
+                        report_data=None, collateral=collateral, now=emulator.now)

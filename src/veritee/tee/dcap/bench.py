@@ -6,8 +6,12 @@ CRLs, issuer chains) from :mod:`veritee.testing.dcap`, verified by one verifier 
 emulated root, with the expected report data given. Three figures, each in the same run:
 
 * ``verify`` (the headline): collateral warm, as a broker serves: the verified collateral is
-  reused while current, so each call checks the quote's two signatures, its PCK chain links
-  (cached), the PCK CRLs and the TCB level;
+  reused while current, and the QE report's signature is known for this quoting enclave (every
+  quote from one QE carries the same QE report), so each call checks the quote's signature,
+  its PCK chain links (cached), the PCK CRLs and the TCB level;
+* ``verify_new_qe``: as ``verify``, but the QE report's signature is verified and the
+  attestation key loaded on every call, as for a quote from a quoting enclave never seen
+  before: the two verifications the floor counts;
 * ``verify_cold``: a new verifier on every call, so the collateral's signatures, chains and
   CRLs are verified again each time, as dcap-qvl does (the like-for-like figure);
 * the peer, dcap-qvl (its Python bindings, when installed) on the same quote, collateral and
@@ -39,6 +43,7 @@ PEER = "dcap-qvl"
 @dataclass(frozen=True)
 class Workload:
     verify: Operation
+    verify_new_qe: Operation
     verify_cold: Operation
     floor: Operation
     peer: Operation | None
@@ -55,24 +60,28 @@ def workload(tee: str) -> Workload:
     source = CollateralSource.of(json.dumps(combined).encode())
     kind = TdxVerifier if tee == "tdx" else SgxVerifier
     warm = kind(emulated_anchors())
+    new_qe = kind(emulated_anchors(), remember_quoting_enclaves=False)
     now = emulator.now
 
     def verify() -> Claims:
         return warm.verify(evidence, report_data=nonce, collateral=source, now=now)
 
+    def verify_new_qe() -> Claims:
+        return new_qe.verify(evidence, report_data=nonce, collateral=source, now=now)
+
     def verify_cold() -> Claims:
         cold = kind(emulated_anchors())
         return cold.verify(evidence, report_data=nonce, collateral=source, now=now)
 
-    for operation in (verify, verify_cold):
+    for operation in (verify, verify_new_qe, verify_cold):
         claims = operation().to_dict()
         if not claims.get("emulated") or claims.get("tcb_status") != "UpToDate":
             raise RuntimeError("the benchmark's own quote did not verify as expected")
     quote = parse_quote(emulator.quote(nonce))
     floor = ecdsa_p256_verify_twice((dcap_key("pck"), quote.signature_data.qe.qe_report_bytes),
                                     (dcap_key("attestation"), quote.signed_bytes))
-    return Workload(verify, verify_cold, floor, _peer(emulator.quote(nonce), combined,
-                                                      int(now.timestamp())))
+    peer = _peer(emulator.quote(nonce), combined, int(now.timestamp()))
+    return Workload(verify, verify_new_qe, verify_cold, floor, peer)
 
 
 def _peer(quote: bytes, combined: dict[str, str], now: int) -> Operation | None:
@@ -101,11 +110,12 @@ class DcapBenchmark:
     description: str
 
     def planned_seconds(self, settings: Settings) -> float:
-        return 4 * settings.seconds * len(_thread_counts(settings))
+        return 5 * settings.seconds * len(_thread_counts(settings))
 
     def run(self, settings: Settings) -> BenchResult:
         work = workload(self.tee)
         ops: dict[str, Callable[[], Any]] = {"verify": work.verify, "floor": work.floor,
+                                             "verify_new_qe": work.verify_new_qe,
                                              "verify_cold": work.verify_cold}
         if work.peer is not None:
             ops["peer"] = work.peer
@@ -125,6 +135,10 @@ def _thread_counts(settings: Settings) -> list[int]:
 def _extra(one: dict[str, float], many: dict[str, float]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "cold_ops_per_s": round(many["verify_cold"], 1),
+        "new_qe_ops_per_s": round(many["verify_new_qe"], 1),
+        "new_qe_ratio_to_floor": round(many["verify_new_qe"] / many["floor"], 3),
+        "single_thread_new_qe_ops_per_s": round(one["verify_new_qe"], 1),
+        "single_thread_new_qe_ratio_to_floor": round(one["verify_new_qe"] / one["floor"], 3),
         "single_thread_ops_per_s": round(one["verify"], 1),
         "single_thread_floor_ops_per_s": round(one["floor"], 1),
         "single_thread_ratio_to_floor": round(one["verify"] / one["floor"], 3),
@@ -137,6 +151,7 @@ def _extra(one: dict[str, float], many: dict[str, float]) -> dict[str, Any]:
             "single_thread_peer_ops_per_s": round(one["peer"], 1),
             "single_thread_ratio_to_peer": round(one["verify"] / one["peer"], 3),
             "single_thread_cold_ratio_to_peer": round(one["verify_cold"] / one["peer"], 3),
+            "single_thread_new_qe_ratio_to_peer": round(one["verify_new_qe"] / one["peer"], 3),
         })
     return out
 

@@ -132,3 +132,50 @@ def compare(ops: Mapping[str, Operation], settings: Settings, threads: int) -> d
             elapsed[name] += took
             settings.advance(f"{name}, {threads} thread{'s' if threads > 1 else ''}", took)
     return {name: counts[name] / elapsed[name] for name in ops}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A benchmark's operations: the verification, its floor and (when installed) the peer
+    doing the same verification on the same input."""
+
+    verify: Operation
+    floor: Operation
+    peer: Operation | None = None
+
+
+@dataclass(frozen=True)
+class FloorBenchmark:
+    """A verification measured beside its floor and its peer, interleaved, on one thread and
+    on ``settings.threads`` (the one-thread figures go into ``extra``)."""
+
+    name: str
+    description: str
+    floor_name: str
+    make: Callable[[], Workload]
+    """Builds the workload (each operation checked once before it is timed)."""
+    peer_name: str | None = None
+
+    def planned_seconds(self, settings: Settings) -> float:
+        return 3 * settings.seconds * len({1, settings.threads})
+
+    def run(self, settings: Settings) -> BenchResult:
+        work = self.make()
+        ops: dict[str, Operation] = {"verify": work.verify, "floor": work.floor}
+        if work.peer is not None:
+            ops["peer"] = work.peer
+        figures = {n: compare(ops, settings, n) for n in sorted({1, settings.threads})}
+        one, many = figures[1], figures[settings.threads]
+        extra: dict[str, Any] = {
+            "single_thread_ops_per_s": round(one["verify"], 1),
+            "single_thread_floor_ops_per_s": round(one["floor"], 1),
+            "single_thread_ratio_to_floor": round(one["verify"] / one["floor"], 3),
+            "scaling": round(many["verify"] / one["verify"], 3),
+        }
+        if "peer" in one:
+            extra["single_thread_peer_ops_per_s"] = round(one["peer"], 1)
+            extra["single_thread_ratio_to_peer"] = round(one["verify"] / one["peer"], 3)
+        peer = (Figure(self.peer_name or "peer", many["peer"]) if "peer" in many else None)
+        return BenchResult(benchmark=self.name, ops_per_s=many["verify"],
+                           floor=Figure(self.floor_name, many["floor"]), peer=peer,
+                           threads=settings.threads, seconds=settings.seconds, extra=extra)

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from veritee.errors import MalformedEvidenceError, UnrecognizedEvidenceError
+from veritee.errors import MalformedEvidenceError, MisuseError, UnrecognizedEvidenceError
 from veritee.evidence import (
     MAX_JSON_DEPTH,
     Evidence,
@@ -31,6 +31,7 @@ from veritee.evidence import (
     maybe_json_text,
     textproto_bytes,
 )
+from veritee.tee import platforms
 from veritee.tee.snp import certtable
 from veritee.tee.snp.layout import (
     FIELD_NAMES,
@@ -123,6 +124,8 @@ def _from_json(document: Any, depth: int) -> SnpEvidence:
         return _from_coco(document)
     if "report" in document:
         return _from_go_sev_guest(document)
+    if "tpm_quote" in document or "hcl_report" in document:
+        raise UnrecognizedEvidenceError(_vtpm_hint(document))
     for key in ("quote", "evidence", "snp_report", "hw_report"):
         if key in document:
             return _from_json_value(document[key], depth + 1)
@@ -131,6 +134,31 @@ def _from_json(document: Any, depth: int) -> SnpEvidence:
         f"primary_evidence (keys: {sorted(map(str, document))[:10]}): not SNP evidence in "
         "a form veritee reads"
     )
+
+
+def _vtpm_hint(document: Mapping[str, Any]) -> str:
+    """What to say of Trustee's Azure vTPM evidence v1/v2 (``tpm_quote``, ``hcl_report``):
+    its vTPM quote and binding are another platform's to verify. That platform is found in
+    the registry (a platform built on this room whose room or title says Azure; other
+    composites, such as an SVSM vTPM, reuse this room too), so this room names no other
+    TEE."""
+    if "td_quote" in document:
+        return ("this is Azure vTPM evidence around a TD quote (tpm_quote, hcl_report, "
+                "td_quote), not SNP evidence: verify it with the Azure vTPM verifier of "
+                "Intel machines (`veritee verify --help` lists the TEEs)")
+    try:
+        names = [p.tee for p in platforms()
+                 if ROOM in p.reuses and "azure" in f"{p.room} {p.title}".lower()]
+    except MisuseError:  # a broken registry must not hide what the evidence is
+        names = []
+    where = " or ".join(f"--tee {name}" for name in names) or "the Azure vTPM verifier"
+    return ("this is Azure vTPM evidence (tpm_quote, hcl_report, vcek): the SNP report inside "
+            "is bound to a vTPM quote that --tee snp does not check; verify it with "
+            f"{where}")
+
+
+#: This room's folder name (what composite platforms list in ``reuses``).
+ROOM = "snp"
 
 
 def _from_json_value(value: Any, depth: int) -> SnpEvidence:

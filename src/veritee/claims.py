@@ -36,3 +36,12 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
     return value
+
+
+def claim_at(claims: Any, path: str) -> Any:
+    """The claim at ``path``: a key of ``claims``, or a dotted path into nested claims
+    (``vtpm.pcrs.sha256.8``); None when any step is missing."""
+    value = claims
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value

@@ -83,17 +83,25 @@ def test_the_files_a_platform_adds_exist_and_it_is_documented(platform: Platform
     assert f"## `{platform.tee}`" in claims_doc, f"docs/CLAIMS.md has no `{platform.tee}` section"
 
 
+def _in_room(rel: str, room: str) -> bool:
+    return rel.startswith((f"tee/{room}/", f"testing/{room}/", f"attester/{room}/")) or \
+        rel in (f"testing/{room}.py", f"attester/{room}.py")
+
+
 def in_rooms(path: Path) -> set[str]:
-    """The TEE names whose rooms hold ``path`` (empty: shared code)."""
+    """The TEE names whose rooms hold ``path`` (empty: shared code). A composite's own room
+    and policy may also name the TEEs of the rooms it reuses (it is built from them)."""
     rel = path.relative_to(SRC).as_posix()
     owners = set()
     for platform in PLATFORMS:
         for room in (platform.room, *platform.reuses):
-            if rel.startswith((f"tee/{room}/", f"testing/{room}/", f"attester/{room}/")) or \
-                    rel in (f"testing/{room}.py", f"attester/{room}.py"):
+            if _in_room(rel, room):
                 owners.add(platform.tee)
-        if platform.policy and rel == f"appraisal/policies/{platform.policy}":
+        own = _in_room(rel, platform.room) or (
+            platform.policy is not None and rel == f"appraisal/policies/{platform.policy}")
+        if own:
             owners.add(platform.tee)
+            owners.update(p.tee for p in PLATFORMS if p.room in platform.reuses)
     return owners
 
 
@@ -159,7 +167,8 @@ def _modules_after(code: str) -> set[str]:
 def test_importing_a_byte_layout_loads_no_http_client() -> None:
     for platform in PLATFORMS:
         room = SRC / "tee" / platform.room
-        name = next(n for n in ("layout", "quote", "report", "token")
+        name = next(n for n in ("layout", "quote", "report", "token", "structures", "hcl",
+                                "manifest")
                     if (room / f"{n}.py").is_file())
         layout = f"veritee.tee.{platform.room}.{name}"      # DESIGN.md: a room's byte layouts
         loaded = _modules_after(f"import {layout}")

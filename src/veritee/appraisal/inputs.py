@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from veritee.claims import claim_at
 from veritee.errors import MisuseError
 
 #: Adds Trustee's claim names for one TEE (a platform's ``policy_input`` hook).
@@ -58,7 +59,7 @@ def policy_input(tee: str, claims: Mapping[str, Any], *,
         tee: tee_claims,
         "report_data": _hex(claims.get("report_data")),
         "runtime_data_claims": dict(runtime_data or {}),
-        "init_data": _hex(claims.get(init_data_claim)) if init_data_claim else "",
+        "init_data": _hex(claim_at(dict(claims), init_data_claim)) if init_data_claim else "",
         "init_data_claims": dict(init_data or {}),
         "veritee": dict(settings or {}),
     }

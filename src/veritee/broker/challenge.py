@@ -29,6 +29,7 @@ VERSION: Final = 1
 #: Cookies longer than this are refused before any parsing.
 MAX_COOKIE: Final = 2048
 _LABEL: Final = b"veritee kbs challenge mac v1"
+_PLATFORM_LABEL: Final = b"veritee kbs challenge platform key v1 "
 NOT_OURS: Final = "the session cookie is not a challenge of this broker: POST /kbs/v0/auth again"
 
 
@@ -77,6 +78,12 @@ class ChallengeSealer:
         if now.timestamp() >= fields.expires_at.timestamp():
             raise ChallengeError("the session has expired: POST /kbs/v0/auth again")
         return fields
+
+    def platform_key(self, tee: str) -> bytes:
+        """A key of ``tee``'s own for what its challenge hook adds (for instance the SVSM
+        vTPM's credential activation): derived from the KEK, so every replica sharing the KEK
+        derives the same key and nothing is stored."""
+        return hmac.new(self._key, _PLATFORM_LABEL + tee.encode(), hashlib.sha256).digest()
 
     def _mac(self, encoded: str) -> bytes:
         return hmac.new(self._key, encoded.encode("ascii"), hashlib.sha256).digest()

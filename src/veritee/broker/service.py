@@ -40,6 +40,7 @@ from veritee.broker import jwe, policies, problems
 from veritee.broker.challenge import ChallengeError, ChallengeFields, ChallengeSealer
 from veritee.broker.metrics import Metrics
 from veritee.broker.references import ReferenceCache
+from veritee.claims import claim_at
 from veritee.collateral import CollateralSource
 from veritee.collateral.gate import FetchGate
 from veritee.encoding import b64url_decode
@@ -157,8 +158,24 @@ class Broker:
         extra_params: Any = ""
         if hash_algorithm != PROTOCOL_DEFAULT_HASH:
             extra_params = {"selected-hash-algorithm": hash_algorithm}
+        if platform.challenge is not None:
+            extra_params = {**(extra_params or {}), **self._challenge_extra(platform, request,
+                                                                              fields.nonce)}
         return Challenge(self.challenges.seal(fields), fields.expires_at,
                          {"nonce": fields.nonce, "extra-params": extra_params})
+
+    def _challenge_extra(self, platform: Platform, request: Mapping[str, Any],
+                         nonce: str) -> dict[str, Any]:
+        """What the platform's challenge hook adds to the challenge's ``extra-params``
+        (its key derived from the KEK: stateless, the same on every replica)."""
+        hook = platform.load("challenge")
+        try:
+            added: dict[str, Any] = hook(_extra_params(request), nonce.encode(),
+                                         self.challenges.platform_key(platform.tee))
+        except VeriteeError as exc:
+            raise problems.InvalidRequest(
+                f"extra-params of a {platform.tee} auth request: {exc.detail}") from exc
+        return added
 
     def _hash_algorithm(self, platform: Platform, extra: Mapping[str, Any]) -> str:
         default = platform.hash_algorithm
@@ -418,6 +435,10 @@ class Broker:
                     verifier = get_verifier(
                         tee, trust_emulated=self.trust_emulated,
                         collateral_grace=timedelta(seconds=self.collateral_grace_seconds))
+                    if get_platform(tee).challenge is not None:
+                        # The verifier checks what the challenge hook made with this key.
+                        verifier = verifier.with_challenge_key(  # type: ignore[attr-defined]
+                            self.challenges.platform_key(tee))
                     self._verifiers[tee] = verifier
         return verifier
 
@@ -603,7 +624,7 @@ def _bind_init_data(platform: Platform, claims: Mapping[str, Any],
     if init_data is None or rule is None:
         return None
     expected = rule.fit(init_data.digest)
-    carried = claims.get(rule.claim)
+    carried = claim_at(dict(claims), rule.claim)
     try:
         actual = bytes.fromhex(carried) if isinstance(carried, str) else b""
     except ValueError:

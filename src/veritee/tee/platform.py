@@ -32,7 +32,8 @@ class InitDataRule:
     a shorter one is zero-padded at the end)."""
 
     claim: str
-    """The claim (a key of the verifier's claims) holding the field, as lowercase hex."""
+    """The claim holding the field, as lowercase hex: a key of the verifier's claims, or a
+    dotted path into nested claims (``vtpm.pcrs.sha256.8``)."""
     size: int
     """The field's size in bytes."""
 
@@ -108,8 +109,11 @@ class Platform:
 
     # -- the broker --
     challenge: str | None = None
-    """``module:function`` building the challenge with session state (e.g. IBM SE puts an
-    attestation request in it); None: a random nonce."""
+    """``module:function`` ``(auth extra-params, nonce bytes, key) -> dict`` adding to the
+    challenge's ``extra-params`` (e.g. the SVSM vTPM's credential to activate, IBM SE's
+    attestation request); ``key`` is the platform's own key derived from the KEK (the same on
+    every replica), and the verifier gets it through ``with_challenge_key(key)``. None: the
+    challenge is a random nonce."""
     routes: str | None = None
     """``module:function`` adding routes of the TEE's own to the broker app (e.g. SEV's
     host-side pre-attestation)."""
@@ -132,7 +136,7 @@ class Platform:
     """``module:function`` returning ``(guest, workload)`` for ``veritee bench broker``."""
     reuses: tuple[str, ...] = ()
     """Rooms a composite platform is built from (a vTPM beside a CPU TEE names the CPU's room
-    and the TPM's)."""
+    and the vTPM room)."""
 
     def load(self, slot: str) -> Any:
         """Resolve the import string in ``slot`` (None when the slot is empty)."""

@@ -8,6 +8,14 @@ TEE driver (``sev_guest``, ``tdx_guest``). ``generation`` counts the writes to t
 when it advanced by more than our own writes, another process wrote in between and the
 report may hold its data, so the read is retried.
 
+A report from a service provider (Linux 6.11+, ``drivers/virt/coco/tsm.c``): the write-only
+text attributes ``service_provider`` (``svsm`` for an SEV-SNP guest under an SVSM),
+``service_guid`` (the service to attest; the null GUID: all services) and
+``service_manifest_version`` are written as ``options`` beside ``inblob``, and the read-only
+``manifestblob`` holds the manifest the report binds. ``sev_guest`` shows these only to a
+guest that runs above VMPL 0 (under an SVSM); where they are absent, writing one fails with
+:class:`CollectorUnavailableError`.
+
 The file system is reached through :class:`TsmFs` so that tests run against a fake kernel.
 """
 
@@ -19,6 +27,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Final, Protocol
 
 from veritee.attester.errors import CollectorError, CollectorUnavailableError
@@ -84,12 +93,19 @@ class TsmReport:
     outblob: bytes
     auxblob: bytes
     generation: int
+    manifestblob: bytes = b""
+    """The service provider's manifest (read only when asked for)."""
 
 
 def tsm_report(inblob: bytes, *, root: Path = DEFAULT_TSM_ROOT, fs: TsmFs | None = None,
                provider: str | None = None, privlevel: int | None = None,
+               options: Sequence[tuple[str, str]] = (), manifest: bool = False,
                attempts: int = DEFAULT_ATTEMPTS) -> TsmReport:
     """Ask the TSM provider for a report over ``inblob``.
+
+    ``options`` are further text attributes written after ``inblob`` and ``privlevel``, in
+    order (``[("service_provider", "svsm"), ("service_guid", "c476f1eb-...")]``);
+    ``manifest`` reads ``manifestblob`` too.
 
     Raises:
         CollectorUnavailableError: configfs-tsm is not mounted or not present at ``root``, or
@@ -110,7 +126,7 @@ def tsm_report(inblob: bytes, *, root: Path = DEFAULT_TSM_ROOT, fs: TsmFs | None
                 f"guest runs in another TEE"
             )
         for _ in range(max(1, attempts)):
-            report = _once(fs, entry, found, inblob, privlevel)
+            report = _once(fs, entry, found, inblob, privlevel, options, manifest)
             if report is not None:
                 return report
         raise CollectorError(
@@ -154,23 +170,25 @@ def _make_entry(fs: TsmFs, root: Path) -> Path:
     raise CollectorError(f"could not create a fresh entry under {root}")
 
 
-def _once(fs: TsmFs, entry: Path, provider: str, inblob: bytes,
-          privlevel: int | None) -> TsmReport | None:
+def _once(fs: TsmFs, entry: Path, provider: str, inblob: bytes, privlevel: int | None,
+          options: Sequence[tuple[str, str]], manifest: bool) -> TsmReport | None:
     """One write-and-read round; None when another writer changed ``generation``."""
     before = _generation(fs, entry)
     writes = [("inblob", inblob)]
     if privlevel is not None:
         writes.append(("privlevel", f"{privlevel}\n".encode()))
+    writes.extend((name, f"{value}\n".encode()) for name, value in options)
     for name, data in writes:
         _write(fs, entry / name, data)
     outblob = _read(fs, entry / "outblob")
     auxblob = _read_optional(fs, entry / "auxblob")
+    manifestblob = _read(fs, entry / "manifestblob") if manifest else b""
     after = _generation(fs, entry)
     if after != before + len(writes):
         return None
     if not outblob:
         raise CollectorError(f"configfs-tsm provider {provider!r} returned an empty outblob")
-    return TsmReport(provider, outblob, auxblob, after)
+    return TsmReport(provider, outblob, auxblob, after, manifestblob)
 
 
 def _generation(fs: TsmFs, entry: Path) -> int:

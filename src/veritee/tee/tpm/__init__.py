@@ -26,6 +26,8 @@ PLATFORM = Platform(
                    "attester JSON, go-tpm-tools' Attestation protobuf, or a raw TCG event "
                    "log (replayed only)"),
     init_data=INIT_DATA,
+    summary=("extra_data", "pcr_select", "pcr_digest", "firmware_version", "reset_count",
+             "restart_count", "signer", "ak_trust", "evidence_form", "emulated"),
     policy="tpm.rego",
     policy_input="veritee.tee.tpm.policy:policy_input",
     collector="veritee.attester.tpm:HardwareTpmCollector",

@@ -4,6 +4,17 @@ Speaks exactly what guest-components' ``kbs_protocol`` client speaks (protocol 0
 works against veritee and against Trustee's KBS. Evidence comes from a collector: a function
 from the 64 report-data bytes to the primary evidence JSON (a real configfs-tsm collector or
 an emulated TEE).
+
+A collector that takes part in a platform's challenge (the broker's ``challenge`` hook, e.g.
+the SVSM vTPM's credential activation) may offer two things more; a plain function still
+works unchanged:
+
+* ``auth_params() -> dict``: merged into the ``auth`` request's ``extra-params`` beside
+  ``supported-hash-algorithms`` (which it cannot replace), e.g. ``{"ek-public": ...,
+  "ak-public": ...}``;
+* ``takes_challenge = True`` (an attribute): it is then called
+  ``collector(report_data, challenge)`` with the :class:`Challenge` the broker answered (its
+  ``nonce`` text and its ``extra-params``, e.g. the credential to activate).
 """
 
 from __future__ import annotations
@@ -26,7 +37,19 @@ from veritee.tee import get_platform
 
 PROTOCOL_VERSION = "0.4.0"
 SESSION_COOKIE = "kbs-session-id"
-Collector = Callable[[bytes], Any]
+HASH_ALGORITHMS_PARAM = "supported-hash-algorithms"
+Collector = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """The broker's answer to ``auth``, as a collector with ``takes_challenge`` gets it."""
+
+    nonce: str
+    """The challenge's nonce, as text (the session's, also when the evidence is bound to
+    another nonce with ``bind_to_nonce``)."""
+    extra_params: Any
+    """The challenge's ``extra-params`` (a mapping, or ``""`` when it has none)."""
 
 
 class KbsClientError(VeriteeError):
@@ -107,12 +130,27 @@ class KbsClient:
     def auth(self) -> tuple[str, Any, str]:
         """``POST /kbs/v0/auth`` → (nonce, extra-params, session cookie)."""
         response = self._post("/kbs/v0/auth", {
-            "version": PROTOCOL_VERSION, "tee": self.tee,
-            "extra-params": {"supported-hash-algorithms": ["sha256", "sha384", "sha512"]},
+            "version": PROTOCOL_VERSION, "tee": self.tee, "extra-params": self.auth_params(),
         })
         body = response.json()
         cookie = response.cookies.get(SESSION_COOKIE) or ""
         return str(body["nonce"]), body.get("extra-params", ""), cookie
+
+    def auth_params(self) -> dict[str, Any]:
+        """The ``extra-params`` of the ``auth`` request: the hash list, and what the collector
+        adds through ``auth_params()``."""
+        offer = getattr(self.collector, "auth_params", None)
+        added = dict(offer()) if callable(offer) else {}
+        if HASH_ALGORITHMS_PARAM in added:
+            raise MisuseError(f"a collector's auth_params() may not set {HASH_ALGORITHMS_PARAM!r}")
+        return {HASH_ALGORITHMS_PARAM: ["sha256", "sha384", "sha512"], **added}
+
+    def collect(self, report_data: bytes, challenge: Challenge) -> Any:
+        """The collector's evidence over ``report_data`` (answering ``challenge`` when it
+        ``takes_challenge``)."""
+        if getattr(self.collector, "takes_challenge", False):
+            return self.collector(report_data, challenge)
+        return self.collector(report_data)
 
     def runtime_data(self, nonce: str) -> dict[str, Any]:
         return {"tee-pubkey": self.key.jwk(), "nonce": nonce, "additional-evidence": ""}
@@ -132,7 +170,7 @@ class KbsClient:
         which a broker must refuse (for replay demonstrations and tests)."""
         nonce, extra, cookie = self.auth()
         bound = bind_to_nonce or nonce
-        evidence = self.collector(self.report_data(bound, extra))
+        evidence = self.collect(self.report_data(bound, extra), Challenge(nonce, extra))
         response = self._post("/kbs/v0/attest", {
             "runtime-data": self.runtime_data(bound),
             "tee-evidence": {"primary_evidence": evidence, "additional_evidence": ""},

@@ -25,9 +25,9 @@ import contextlib
 import errno
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Final, Protocol
 
 from veritee.attester.errors import CollectorError, CollectorUnavailableError
@@ -126,7 +126,8 @@ def tsm_report(inblob: bytes, *, root: Path = DEFAULT_TSM_ROOT, fs: TsmFs | None
                 f"guest runs in another TEE"
             )
         for _ in range(max(1, attempts)):
-            report = _once(fs, entry, found, inblob, privlevel, options, manifest)
+            report = _once(fs, entry, found, inblob, [*_privlevel(privlevel), *options],
+                           manifest=manifest)
             if report is not None:
                 return report
         raise CollectorError(
@@ -170,14 +171,15 @@ def _make_entry(fs: TsmFs, root: Path) -> Path:
     raise CollectorError(f"could not create a fresh entry under {root}")
 
 
-def _once(fs: TsmFs, entry: Path, provider: str, inblob: bytes, privlevel: int | None,
-          options: Sequence[tuple[str, str]], manifest: bool) -> TsmReport | None:
+def _privlevel(privlevel: int | None) -> list[tuple[str, str]]:
+    return [] if privlevel is None else [("privlevel", str(privlevel))]
+
+
+def _once(fs: TsmFs, entry: Path, provider: str, inblob: bytes,
+          options: Sequence[tuple[str, str]], *, manifest: bool) -> TsmReport | None:
     """One write-and-read round; None when another writer changed ``generation``."""
     before = _generation(fs, entry)
-    writes = [("inblob", inblob)]
-    if privlevel is not None:
-        writes.append(("privlevel", f"{privlevel}\n".encode()))
-    writes.extend((name, f"{value}\n".encode()) for name, value in options)
+    writes = [("inblob", inblob), *((name, f"{value}\n".encode()) for name, value in options)]
     for name, data in writes:
         _write(fs, entry / name, data)
     outblob = _read(fs, entry / "outblob")

@@ -44,7 +44,13 @@ from veritee.claims import claim_at
 from veritee.collateral import CollateralSource
 from veritee.collateral.gate import FetchGate
 from veritee.encoding import b64url_decode
-from veritee.errors import EvidenceError, InitDataMismatchError, UndecidedError, VeriteeError
+from veritee.errors import (
+    BindingError,
+    EvidenceError,
+    InitDataMismatchError,
+    UndecidedError,
+    VeriteeError,
+)
 from veritee.evidence import Evidence, decode_evidence
 from veritee.ratelimit import TokenBuckets
 from veritee.store import (
@@ -247,6 +253,7 @@ class Broker:
         try:
             claims = self._verify(session.tee, primary, expected, now, client=client)
             bound = _bind_init_data(platform, claims, init_data)
+            _bind_challenge(platform, claims, session.nonce)
         except (EvidenceError, UndecidedError) as exc:
             self.metrics.attestation(session.tee, "rejected" if isinstance(exc, EvidenceError)
                                      else "undecided", time.perf_counter() - started)
@@ -635,6 +642,22 @@ def _bind_init_data(platform: Platform, claims: Mapping[str, Any],
             f"presented hashes ({init_data.algorithm}) to {expected.hex()}: the guest was "
             "launched with other init-data")
     return init_data
+
+
+def _bind_challenge(platform: Platform, claims: Mapping[str, Any], nonce: str) -> None:
+    """The evidence's answer to the platform's challenge data is this session's.
+
+    Raises:
+        BindingError: the claim names another challenge's nonce, or none.
+    """
+    if platform.challenge is None or platform.challenge_claim is None:
+        return
+    answered = claim_at(dict(claims), platform.challenge_claim)
+    if not isinstance(answered, str) or not hmac.compare_digest(answered.encode(),
+                                                                nonce.encode()):
+        raise BindingError(
+            f"{platform.tee} {platform.challenge_claim} is {answered!r}: the evidence answers "
+            "another session's challenge, not this one's")
 
 
 def _init_data_input(bound: InitData | None) -> dict[str, Any] | None:

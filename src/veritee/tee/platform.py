@@ -114,6 +114,10 @@ class Platform:
     attestation request); ``key`` is the platform's own key derived from the KEK (the same on
     every replica), and the verifier gets it through ``with_challenge_key(key)``. None: the
     challenge is a random nonce."""
+    challenge_claim: str | None = None
+    """With ``challenge``: the claim (a dotted path) where the verified evidence names the
+    challenge nonce whose hook data it answers; the broker requires this session's nonce
+    there (an answer to another session's challenge is refused). None: no such claim."""
     routes: str | None = None
     """``module:function`` adding routes of the TEE's own to the broker app (e.g. SEV's
     host-side pre-attestation)."""

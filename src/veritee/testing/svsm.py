@@ -15,13 +15,14 @@ verifier raises.
 from __future__ import annotations
 
 import base64
+import errno
 import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -211,9 +212,13 @@ class SvsmEmulator:
                 "signature": base64.b64encode(build_signature("rsassa", "sha256", raw)).decode(),
                 "pcrs": [p.hex() for p in self.pcrs]}
 
-    def evidence(self, nonce: bytes, *, with_nonce: bool = True) -> dict[str, Any]:
+    def evidence(self, nonce: bytes, *, with_nonce: bool = True,
+                 challenge: Mapping[str, Any] | None = None,
+                 challenge_nonce: str | None = None) -> dict[str, Any]:
         """The JSON evidence of :mod:`veritee.tee.svsm.evidence` for the 64-byte SVSM
-        ``nonce`` (the broker's expected report data), the challenge answered."""
+        ``nonce`` (the broker's expected report data), the challenge answered: a broker's
+        ``challenge`` (its ``extra-params``) made for ``challenge_nonce``, else the emulated
+        broker's own (:meth:`challenge`, for :attr:`challenge_nonce`)."""
         if len(nonce) != manifest.NONCE_SIZE:
             raise ValueError(f"the SVSM nonce is 64 bytes, got {len(nonce)}")
         bound_nonce = bytes(64) if self.knob == "binding_broken" else nonce
@@ -233,11 +238,12 @@ class SvsmEmulator:
         if with_nonce:
             document["nonce"] = nonce.hex()
         if self.knob != "no_activation":
-            secret = self.activate(self.challenge())
+            secret = self.activate(self.challenge() if challenge is None else challenge)
             if self.knob == "wrong_activation":
                 secret = bytes(b ^ 0x5A for b in secret)
-            document["activation"] = {"nonce": self.challenge_nonce,
-                                      "credential": base64.b64encode(secret).decode()}
+            document["activation"] = {
+                "nonce": self.challenge_nonce if challenge_nonce is None else challenge_nonce,
+                "credential": base64.b64encode(secret).decode()}
         return document
 
     def go_tpm_tools(self, nonce: bytes, *, quote_nonce_value: bytes = b"gotpm nonce") -> bytes:
@@ -291,6 +297,102 @@ _PROTO_REPORT_FIELDS: Final = (
     "cpuid1eax_fms", "launch_mit_vector", "current_mit_vector")
 
 
+# -- a fake configfs-tsm kernel under an SVSM ------------------------------------------------------
+
+
+@dataclass
+class FakeSvsmTsm:
+    """configfs-tsm of an SEV-SNP guest above VMPL 0, in memory (a
+    :class:`veritee.attester.tsm.TsmFs`), as ``drivers/virt/coco/tsm.c`` and ``sev-guest``
+    behave: every write advances ``generation``; with ``service_provider`` = ``svsm`` the
+    outblob is the SVSM's VMPL 0 report over SHA-512(inblob ‖ manifest), ``manifestblob`` the
+    vTPM manifest (``manifest``: the EK's TPMT_PUBLIC) and ``auxblob`` empty (an SVSM returns
+    no certificates); without it, a plain report at the guest's VMPL over the inblob with the
+    host's certificate table. ``svsm=False`` hides the service attributes (a guest at VMPL 0,
+    or a kernel without SVSM support)."""
+
+    manifest: bytes
+    snp: SnpEmulator = field(default_factory=SnpEmulator)
+    svsm: bool = True
+    provider: str = "sev_guest"
+    guest_vmpl: int = 3
+    entries: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+    SERVICE_ATTRIBUTES: ClassVar[frozenset[str]] = frozenset(
+        {"service_provider", "service_guid", "service_manifest_version"})
+
+    def __post_init__(self) -> None:
+        #: The SVSM's reports (VMPL 0) and the guest OS's own (its VMPL), one machine.
+        self._at_vmpl0 = replace(self.snp, vmpl=0)
+        self._at_guest = replace(self.snp, vmpl=self.guest_vmpl)
+
+    def is_dir(self, path: Any) -> bool:
+        return path in self.entries or any(path in (e.parent, *e.parent.parents)
+                                           for e in self.entries) or path.name == "report"
+
+    def listdir(self, path: Any) -> list[str]:
+        return [p.name for p in self.entries if p.parent == path]
+
+    def mkdir(self, path: Any) -> None:
+        if path in self.entries:
+            raise FileExistsError(errno.EEXIST, "File exists")
+        self.entries[path] = {"generation": 0, "inblob": b""}
+
+    def rmdir(self, path: Any) -> None:
+        del self.entries[path]
+
+    def read(self, path: Any) -> bytes:
+        entry = self._entry(path)
+        self.log.append(f"read {path.name}")
+        if path.name == "provider":
+            return f"{self.provider}\n".encode()
+        if path.name == "generation":
+            return f"{entry['generation']}\n".encode()
+        if path.name == "outblob":
+            return self._outblob(entry)
+        if path.name == "auxblob":
+            return b"" if self._svsm_report(entry) else self._at_guest.cert_table()
+        if path.name == "manifestblob" and self.svsm:
+            self._outblob(entry)
+            return self.manifest if self._svsm_report(entry) else b""
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    def write(self, path: Any, data: bytes) -> None:
+        entry = self._entry(path)
+        self.log.append(f"write {path.name}")
+        if path.name in self.SERVICE_ATTRIBUTES and not self.svsm:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        if path.name not in {"inblob", "privlevel", *self.SERVICE_ATTRIBUTES}:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        entry[path.name] = data
+        entry["generation"] += 1
+
+    def _svsm_report(self, entry: Mapping[str, Any]) -> bool:
+        return "service_provider" in entry
+
+    def _outblob(self, entry: Mapping[str, Any]) -> bytes:
+        """sev_guest's ``sev_report_new``: 64 bytes of inblob; ``svsm`` or nothing."""
+        inblob = entry["inblob"]
+        if len(inblob) != manifest.NONCE_SIZE:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if not self._svsm_report(entry):
+            return self._at_guest.report(inblob)
+        if entry["service_provider"].strip() != b"svsm":
+            raise OSError(errno.EINVAL, "Invalid argument")
+        guid = entry.get("service_guid", b"").strip().decode()
+        version = int(entry.get("service_manifest_version", b"0").strip() or 0)
+        if guid != str(manifest.VTPM_GUID) or version != 0:
+            raise OSError(errno.EINVAL, "Invalid argument")  # SVSM_ERR_INVALID_PARAMETER
+        return self._at_vmpl0.report(manifest.expected_report_data(inblob, self.manifest))
+
+    def _entry(self, path: Any) -> dict[str, Any]:
+        entry = self.entries.get(path.parent)
+        if entry is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        return entry
+
+
 # -- ``veritee emulate snp-svsm-vtpm`` -------------------------------------------------------------
 
 
@@ -323,5 +425,5 @@ class SvsmEmulatorCli:
 EMULATOR = SvsmEmulatorCli()
 
 __all__ = ["DEFAULT_CHALLENGE_NONCE", "EMULATED_CREDENTIAL_KEY", "EMULATOR", "KNOBS",
-           "KNOB_ERRORS", "SvsmEmulator", "SvsmEmulatorCli", "ak_public", "ek_public",
-           "emulated_roots"]
+           "KNOB_ERRORS", "FakeSvsmTsm", "SvsmEmulator", "SvsmEmulatorCli", "ak_public",
+           "ek_public", "emulated_roots"]

@@ -63,8 +63,9 @@ def test_a_changed_pcr_is_refused_with_its_reason(kbs: RunningBroker) -> None:
     ("foreign_ak", "SignatureError"),
 ])
 def test_broken_bindings_are_refused(kbs: RunningBroker, knob: str, says: str) -> None:
-    with KbsClient(kbs.url, "az-snp-vtpm", AzureEmulator(knob=knob).evidence) as client:
-        with pytest.raises(KbsClientError) as refused:
-            client.attest()
+    guest = AzureEmulator(knob=knob).evidence
+    with KbsClient(kbs.url, "az-snp-vtpm", guest) as client, \
+            pytest.raises(KbsClientError) as refused:
+        client.attest()
     assert refused.value.http_status == 401
     assert says in str(refused.value)

@@ -99,9 +99,9 @@ def test_a_real_tpm_gets_its_secret(kbs: RunningBroker,
 def test_an_ak_nobody_enrolled_is_refused(kbs: RunningBroker,
                                           swtpm: tuple[Swtpm, SwtpmAk, Path]) -> None:
     other = swtpm[0].create_ak("rsa")
-    with KbsClient(kbs.url, "tpm", _collector(swtpm, other)) as client:
-        with pytest.raises(KbsClientError) as refused:
-            client.attest()
+    with KbsClient(kbs.url, "tpm", _collector(swtpm, other)) as client, \
+            pytest.raises(KbsClientError) as refused:
+        client.attest()
     assert refused.value.http_status == 401
     assert "UntrustedRootError" in str(refused.value)
 

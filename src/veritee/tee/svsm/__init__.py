@@ -4,9 +4,10 @@ service manifest, and the attestation key is proven to live in that vTPM by cred
 activation in the broker's challenge.
 
 This file holds the descriptor; the code lives in this folder (``manifest``, ``credential``
-with the activation protocol, ``keys``, ``evidence``, ``verify``, ``claims``) and in
-``veritee/testing/svsm.py`` (the emulated SVSM and vTPM). The SNP report is verified by the
-``snp`` room and the TPM structures and quotes by the ``tpm`` room.
+with the activation protocol, ``keys``, ``evidence``, ``verify``, ``claims``), in
+``veritee/testing/svsm.py`` (the emulated SVSM and vTPM) and in ``veritee/attester/svsm``
+(the guest's collectors, which run the activation protocol with the KBS client). The SNP
+report is verified by the ``snp`` room and the TPM structures and quotes by the ``tpm`` room.
 """
 
 from veritee.binding import ReportDataRule
@@ -23,8 +24,13 @@ PLATFORM = Platform(
     hash_algorithm="sha384",
     evidence_help=("veritee's SVSM vTPM JSON {snp report and VCEK, service manifest, quote, "
                    "AK, activation}, or go-tpm-tools' SevSnpSvsmAttestation protobuf"),
+    collector="veritee.attester.svsm:HardwareSvsmCollector",
     challenge="veritee.tee.svsm.credential:challenge_extra",
+    # The activation names the KBS nonce its credential was made for: it must be this
+    # session's (a whole activation replayed from another session is refused).
+    challenge_claim="svsm.challenge_nonce",
     emulated_roots="veritee.testing.svsm:emulated_roots",
     emulator="veritee.testing.svsm:EMULATOR",
+    emulated_collector="veritee.attester.svsm.emulated:EmulatedSvsmCollector",
     reuses=("snp", "tpm"),
 )

@@ -25,6 +25,7 @@ PLATFORM = Platform(
     evidence_help=("veritee's SVSM vTPM JSON {snp report and VCEK, service manifest, quote, "
                    "AK, activation}, or go-tpm-tools' SevSnpSvsmAttestation protobuf"),
     collector="veritee.attester.svsm:HardwareSvsmCollector",
+    policy="snp-svsm-vtpm.rego",
     challenge="veritee.tee.svsm.credential:challenge_extra",
     # The activation names the KBS nonce its credential was made for: it must be this
     # session's (a whole activation replayed from another session is refused).

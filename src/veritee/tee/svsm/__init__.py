@@ -32,6 +32,7 @@ PLATFORM = Platform(
     challenge_claim="svsm.challenge_nonce",
     emulated_roots="veritee.testing.svsm:emulated_roots",
     emulator="veritee.testing.svsm:EMULATOR",
+    demo="veritee.tee.svsm.demo:SVSM_DEMO",
     emulated_collector="veritee.attester.svsm.emulated:EmulatedSvsmCollector",
     reuses=("snp", "tpm"),
 )

@@ -19,7 +19,8 @@ from typing import Any, ClassVar, Final
 from veritee.tee.azure.hcl import VM_CONFIG_BOOLS, HclReport, VarData
 from veritee.tee.dcap.claims import TdxClaims
 from veritee.tee.snp.claims import SnpClaims
-from veritee.tee.tpm.claims import signer_of
+from veritee.tee.tpm.claims import quote_claims
+from veritee.tee.tpm.structures import Attest
 
 #: The PCR Trustee's Azure attester extends once with the init-data digest.
 INIT_DATA_PCR: Final = 8
@@ -47,19 +48,34 @@ def hcl_claims(report: HclReport, var: VarData | None) -> dict[str, Any]:
 
 
 def ak_signer(var: VarData) -> bytes:
-    """The ``tpm.signer`` claim: SHA-256 of the AK's DER SPKI."""
-    return signer_of(var.ak_public)
+    """The ``tpm.signer`` claim: SHA-256 of the AK's DER SPKI
+    (:func:`~veritee.tee.tpm.claims.signer_of` of the AK,
+    from the SPKI the variable data already holds)."""
+    return hashlib.sha256(var.ak_spki).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class VtpmQuote:
+    """The verified vTPM quote: its TPMS_ATTEST, the PCR values it covers and the ``signer``
+    (:func:`ak_signer`); the ``tpm`` claims are built from it when they are asked for."""
+
+    attest: Attest
+    pcrs: Mapping[str, Mapping[int, bytes]]
+    signer: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return quote_claims([(self.attest, self.pcrs)], signer=self.signer, eventlog_pcrs=None)
 
 
 @dataclass(frozen=True, slots=True)
 class _AzureClaims:
-    tpm: Mapping[str, Any]
+    tpm: VtpmQuote
     hcl: Mapping[str, Any]
     evidence_form: str
 
     def _common(self) -> dict[str, Any]:
-        return {"tpm": dict(self.tpm), "hcl": dict(self.hcl),
-                "report_data": self.tpm.get("extra_data", ""),
+        return {"tpm": self.tpm.to_dict(), "hcl": dict(self.hcl),
+                "report_data": self.tpm.attest.extra_data.hex(),
                 "evidence_form": self.evidence_form}
 
 
@@ -116,5 +132,6 @@ def _hcl_line(value: Any, claims: Mapping[str, Any]) -> str:
 SUMMARY_FORMATS: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "tpm": _tpm_line, "snp": _hardware_line, "tdx": _hardware_line, "hcl": _hcl_line}
 
-__all__ = ["INIT_DATA_PCR", "SUMMARY_FORMATS", "AzSnpVtpmClaims", "AzTdxVtpmClaims", "ak_signer",
+__all__ = ["INIT_DATA_PCR", "SUMMARY_FORMATS", "AzSnpVtpmClaims", "AzTdxVtpmClaims", "VtpmQuote",
+           "ak_signer",
            "hcl_claims", "init_data_pcr"]

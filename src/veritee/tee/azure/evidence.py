@@ -178,12 +178,25 @@ def _pcrs(value: Any, decode: Any) -> tuple[bytes, ...]:
         raise MalformedEvidenceError(
             f"tpm_quote.pcrs holds {len(value)} values; the vTPM quotes {PCR_COUNT} SHA-256 "
             "PCRs")
-    pcrs = tuple(decode(item, f"tpm_quote.pcrs[{i}]") for i, item in enumerate(value))
+    pcrs = _hex_pcrs(value) if decode is _hex else None
+    if pcrs is None:
+        pcrs = tuple(decode(item, f"tpm_quote.pcrs[{i}]") for i, item in enumerate(value))
+    elif list(map(len, pcrs)).count(PCR_SIZE) == PCR_COUNT:
+        return pcrs
     for index, pcr in enumerate(pcrs):
         if len(pcr) != PCR_SIZE:
             raise MalformedEvidenceError(
                 f"tpm_quote.pcrs[{index}] is {len(pcr)} bytes; a SHA-256 PCR is {PCR_SIZE}")
     return pcrs
+
+
+def _hex_pcrs(values: list[Any]) -> tuple[bytes, ...] | None:
+    """Every value decoded as :func:`_hex` decodes it; None when one does not decode (the
+    slow path then names it)."""
+    try:
+        return tuple(map(bytes.fromhex, values))
+    except (TypeError, ValueError):
+        return None
 
 
 def _hex(value: Any, name: str) -> bytes:

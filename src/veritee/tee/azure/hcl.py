@@ -29,7 +29,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -201,29 +201,62 @@ class VarData:
     """The endorsement key (JWK ``HCLEkPub``) as DER SPKI, when present and RSA."""
 
 
-def parse_var_data(raw: bytes) -> VarData:
-    """Read the variable data.
+class JwkKeys:
+    """RSA keys read from JWKs, kept by their exact ``n`` and ``e`` text: the same VM's
+    HCLAkPub and HCLEkPub come back on every attestation, and reading a key (base64url,
+    the modulus checks, the key object, its SPKI) is a pure function of that text. Held by a
+    verifier, never by the module; bounded."""
+
+    __slots__ = ("_keys",)
+    LIMIT: ClassVar[int] = 256
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str], tuple[rsa.RSAPublicKey, bytes]] = {}
+
+    def load(self, jwk: Mapping[str, Any], what: str) -> tuple[rsa.RSAPublicKey, bytes]:
+        """:func:`rsa_jwk` of ``jwk`` and its :func:`spki`.
+
+        Raises:
+            MalformedEvidenceError: as :func:`rsa_jwk`.
+        """
+        n, e = jwk.get("n"), jwk.get("e")
+        if jwk.get("kty") != "RSA" or not isinstance(n, str) or not isinstance(e, str):
+            key = rsa_jwk(jwk, what)  # raises, naming the defect
+            return key, spki(key)
+        found = self._keys.get((n, e))
+        if found is None:
+            key = rsa_jwk(jwk, what)
+            found = key, spki(key)
+            if len(self._keys) >= self.LIMIT:
+                self._keys.clear()
+            self._keys[(n, e)] = found
+        return found
+
+
+def parse_var_data(raw: bytes, keys: JwkKeys | None = None) -> VarData:
+    """Read the variable data; ``keys`` keeps the RSA keys read before (none: read afresh).
 
     Raises:
         MalformedEvidenceError: not UTF-8 JSON, nesting too deep, no ``HCLAkPub`` RSA key,
             or a member of the wrong type (the message names it).
     """
     document = _json_object(raw)
-    keys = document.get("keys")
-    if not isinstance(keys, list) or not all(isinstance(k, Mapping) for k in keys):
+    jwks = document.get("keys")
+    if not isinstance(jwks, list) or not all(isinstance(k, Mapping) for k in jwks):
         raise MalformedEvidenceError("HCL variable data: 'keys' must be a list of JWK objects")
-    by_kid = {str(k.get("kid")): k for k in keys if isinstance(k.get("kid"), str)}
+    by_kid = {str(k.get("kid")): k for k in jwks if isinstance(k.get("kid"), str)}
     if AK_KID not in by_kid:
         raise MalformedEvidenceError(
             f"HCL variable data holds no key with kid {AK_KID!r} (kids: {sorted(by_kid)})")
-    ak = rsa_jwk(by_kid[AK_KID], AK_KID)
+    memo = keys if keys is not None else JwkKeys()
+    ak, ak_spki = memo.load(by_kid[AK_KID], AK_KID)
     ek = by_kid.get(EK_KID)
-    ek_key = rsa_jwk(ek, EK_KID) if ek is not None and ek.get("kty") == "RSA" else None
-    return VarData(ak_public=ak, ak_spki=spki(ak),
-                   key_ids=tuple(str(k.get("kid")) for k in keys),
+    ek_spki = memo.load(ek, EK_KID)[1] if ek is not None and ek.get("kty") == "RSA" else None
+    return VarData(ak_public=ak, ak_spki=ak_spki,
+                   key_ids=tuple(str(k.get("kid")) for k in jwks),
                    vm_configuration=_vm_configuration(document.get("vm-configuration")),
                    user_data=_user_data(document.get("user-data")),
-                   ek_spki=spki(ek_key) if ek_key is not None else None)
+                   ek_spki=ek_spki)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -335,7 +368,7 @@ def build_hcl_report(hw_report: bytes, var_data: bytes, *, report_type: Literal[
     body_size = IGVM_SIZE + len(var_data)
     header = HEADER.pack({
         "signature": HCL_SIGNATURE, "version": version or (1 if report_type == "snp" else 2),
-        "report_size": HW_REPORT_SIZE + body_size, "request_type": 2, "status": 0,
+        "report_size": HEADER_SIZE + HW_REPORT_SIZE + body_size, "request_type": 2, "status": 0,
         "reserved": bytes(12)})
     igvm = IGVM_REQUEST_DATA.pack({
         "data_size": body_size, "version": 1, "report_type": REPORT_TYPE_CODES[report_type],
@@ -350,6 +383,6 @@ def hcl_report_b64url(data: bytes) -> str:
 
 
 __all__ = ["AK_KID", "EK_KID", "HCL_SIGNATURE", "HW_REPORT_SIZE", "IGVM_OFFSET",
-           "REPORT_TYPES", "VAR_DATA_OFFSET", "HclReport", "VarData", "build_hcl_report",
+           "REPORT_TYPES", "VAR_DATA_OFFSET", "HclReport", "JwkKeys", "VarData", "build_hcl_report",
            "build_var_data", "hcl_report_b64url", "jwk_of", "parse_hcl_report",
            "parse_var_data", "rsa_jwk", "spki"]

@@ -40,9 +40,21 @@ from veritee.errors import (
     VeriteeError,
 )
 from veritee.evidence import Evidence
-from veritee.tee.azure.claims import AzSnpVtpmClaims, AzTdxVtpmClaims, ak_signer, hcl_claims
+from veritee.tee.azure.claims import (
+    AzSnpVtpmClaims,
+    AzTdxVtpmClaims,
+    VtpmQuote,
+    ak_signer,
+    hcl_claims,
+)
 from veritee.tee.azure.evidence import AzureEvidence, Machine, TpmQuote, parse_azure_evidence
-from veritee.tee.azure.hcl import HclReport, VarData, parse_hcl_report, parse_var_data
+from veritee.tee.azure.hcl import (
+    HclReport,
+    JwkKeys,
+    VarData,
+    parse_hcl_report,
+    parse_var_data,
+)
 from veritee.tee.dcap.claims import TdxClaims, Verdict
 from veritee.tee.dcap.claims import claims_dict as tdx_claims_dict
 from veritee.tee.dcap.quote import parse_quote
@@ -55,8 +67,7 @@ from veritee.tee.snp.layout import SnpReport, parse_report, product_hint
 from veritee.tee.snp.roots import AmdRoot
 from veritee.tee.snp.verify import SnpVerifier
 from veritee.tee.tpm.anchors import load_key
-from veritee.tee.tpm.claims import quote_claims
-from veritee.tee.tpm.quote import check_quote
+from veritee.tee.tpm.quote import Pcrs, check_quote_values
 from veritee.tee.tpm.structures import Attest, PublicKey, build_signature
 from veritee.x509 import same_key, split_pem_or_der
 
@@ -74,6 +85,10 @@ class _AzureVerifier:
 
     tee: ClassVar[str]
     machine: ClassVar[Machine]
+
+    def __init__(self) -> None:
+        #: HCLAkPub/HCLEkPub read before, by their exact JWK text (a VM's keys repeat).
+        self._jwk_keys = JwkKeys()
 
     def verify(self, evidence: Evidence, *, report_data: bytes | None,
                collateral: CollateralSource, now: datetime) -> AzureClaims:
@@ -103,17 +118,20 @@ class _AzureVerifier:
                 report_data: bytes | None, collateral: CollateralSource,
                 now: datetime) -> AzureClaims:
         report = parse_hcl_report(wire.hcl_report)
-        partial["hcl"] = hcl_claims(report, None)
-        if report.report_type != self.machine:
-            raise MalformedEvidenceError(
-                f"the HCL report holds a {report.report_type.upper()} report "
-                f"(IgvmRequestData.report_type {report.report_type_code}); {self.tee} evidence "
-                f"needs a {self.machine.upper()} one")
-        var = parse_var_data(report.var_data)
+        try:
+            if report.report_type != self.machine:
+                raise MalformedEvidenceError(
+                    f"the HCL report holds a {report.report_type.upper()} report "
+                    f"(IgvmRequestData.report_type {report.report_type_code}); {self.tee} "
+                    f"evidence needs a {self.machine.upper()} one")
+            var = parse_var_data(report.var_data, self._jwk_keys)
+        except VeriteeError:
+            partial["hcl"] = hcl_claims(report, None)  # the report without its variable data
+            raise
         partial["hcl"] = hcl_claims(report, var)
         trusted, collateral = _trusted_keys(collateral)
-        attest = _check_tpm_quote(wire.tpm_quote, var, report_data)
-        partial["tpm"] = _tpm_claims(attest, wire.tpm_quote, var)
+        attest, pcrs = _check_tpm_quote(wire.tpm_quote, var, report_data)
+        partial["tpm"] = VtpmQuote(attest, pcrs, ak_signer(var))  # a dict for errors: _nest
         _check_trusted_ak(var, trusted)
         _check_user_data(wire.version, var, report_data)
         return self._hardware(wire, report, partial, collateral, now)
@@ -131,7 +149,11 @@ class AzSnpVtpmVerifier(_AzureVerifier):
 
     def __init__(self, roots: Sequence[AmdRoot] | None = None, *,
                  snp: SnpVerifier | None = None) -> None:
+        super().__init__()
         self._snp = snp or SnpVerifier(roots)
+        #: The certificate table carrying a VCEK, by the VCEK's exact bytes (one per chip
+        #: and TCB: it repeats across the guests of a host); bounded.
+        self._tables: dict[bytes, bytes] = {}
 
     @property
     def roots(self) -> tuple[AmdRoot, ...]:
@@ -145,15 +167,31 @@ class AzSnpVtpmVerifier(_AzureVerifier):
     def _hardware(self, wire: AzureEvidence, report: HclReport, partial: dict[str, Any],
                   collateral: CollateralSource, now: datetime) -> AzSnpVtpmClaims:
         snp = parse_report(report.hw_report)
-        partial["snp"] = snp_claims_dict(snp, product_hint(snp), snp.signing_key)
-        _check_bound(report, snp.report_data, "the SNP report's REPORT_DATA")
-        _check_vmpl(snp)
-        table = certtable.build_cert_table([(certtable.GUID_VCEK, _vcek_der(wire.vcek))])
-        verified: SnpClaims = self._snp.verify(
-            Evidence(data=report.hw_report + table, form="raw"), report_data=None,
-            collateral=collateral, now=now)
+        try:
+            _check_bound(report, snp.report_data, "the SNP report's REPORT_DATA")
+            _check_vmpl(snp)
+            verified: SnpClaims = self._snp.verify(
+                Evidence(data=report.hw_report + self._vcek_table(wire.vcek), form="raw"),
+                report_data=None, collateral=collateral, now=now)
+        except VeriteeError:
+            # what the report says, for the error only (the SNP verifier's own claims, when
+            # it attached any, take their place in _nest)
+            partial["snp"] = snp_claims_dict(snp, product_hint(snp), snp.signing_key)
+            raise
         return AzSnpVtpmClaims(tpm=partial["tpm"], hcl=partial["hcl"],
                                evidence_form=wire.form, snp=verified)
+
+    def _vcek_table(self, vcek: bytes | None) -> bytes:
+        """The certificate table (GHCB §4.1.8.1) holding the evidence's VCEK, as the SNP
+        verifier reads it: a pure function of the VCEK's bytes, kept by them."""
+        key = vcek or b""
+        table = self._tables.get(key)
+        if table is None:
+            table = certtable.build_cert_table([(certtable.GUID_VCEK, _vcek_der(vcek))])
+            if len(self._tables) >= 64:
+                self._tables.clear()
+            self._tables[key] = table
+        return table
 
 
 class AzTdxVtpmVerifier(_AzureVerifier):
@@ -164,6 +202,7 @@ class AzTdxVtpmVerifier(_AzureVerifier):
 
     def __init__(self, roots: Sequence[IntelRoot] | None = None, *,
                  tdx: TdxVerifier | None = None) -> None:
+        super().__init__()
         self._tdx = tdx or TdxVerifier(roots)
 
     @property
@@ -195,26 +234,23 @@ class AzTdxVtpmVerifier(_AzureVerifier):
 # -- the checks ----------------------------------------------------------------------------------
 
 
-def _check_tpm_quote(quote: TpmQuote, var: VarData, report_data: bytes | None) -> Attest:
-    """Step 2: the AK signed the quote, over the 24 SHA-256 PCRs given, for ``report_data``."""
-    pcrs = {PCR_BANK: dict(enumerate(quote.pcrs))}
-    attest = check_quote(quote.message, build_signature("rsassa", "sha256", quote.signature),
-                         var.ak_public, pcrs=pcrs, nonce=report_data)
+def _check_tpm_quote(quote: TpmQuote, var: VarData,
+                     report_data: bytes | None) -> tuple[Attest, Pcrs]:
+    """Step 2: the AK signed the quote, over the 24 SHA-256 PCRs given, for ``report_data``.
+    Returns the quote and the PCR values it covers."""
+    attest, pcrs = check_quote_values(
+        quote.message, build_signature("rsassa", "sha256", quote.signature), var.ak_public,
+        pcrs={PCR_BANK: dict(enumerate(quote.pcrs))}, nonce=report_data)
     selected = {bank: sorted(indices) for bank, indices in _selection(attest).items()}
     if selected != {PCR_BANK: list(range(len(quote.pcrs)))}:
         raise BindingError(
             f"the TPM quote selects PCRs {selected}; the evidence gives the "
             f"{len(quote.pcrs)} {PCR_BANK} PCRs 0-{len(quote.pcrs) - 1}")
-    return attest
+    return attest, pcrs
 
 
 def _selection(attest: Attest) -> dict[str, list[int]]:
     return {selection.bank: list(selection.indices) for selection in attest.pcr_select}
-
-
-def _tpm_claims(attest: Attest, quote: TpmQuote, var: VarData) -> dict[str, Any]:
-    pcrs = {PCR_BANK: dict(enumerate(quote.pcrs))}
-    return quote_claims([(attest, pcrs)], signer=ak_signer(var), eventlog_pcrs=None)
 
 
 def _trusted_keys(collateral: CollateralSource) -> tuple[list[PublicKey], CollateralSource]:
@@ -291,6 +327,8 @@ def _nest(partial: Mapping[str, Any], machine: Machine,
     if inner is not None and machine not in inner:
         out[machine] = dict(inner)
     tpm = out.get("tpm")
+    if isinstance(tpm, VtpmQuote):
+        out["tpm"] = tpm = tpm.to_dict()
     if isinstance(tpm, Mapping):
         out["report_data"] = tpm.get("extra_data", "")
     return out

@@ -12,9 +12,10 @@ not applying a TLS profile).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -47,6 +48,16 @@ class TpmRoot:
     key: PublicKey | None = None
     certificate: Cert | None = None
     emulated: bool = False
+    #: The key's DER SubjectPublicKeyInfo and its SHA-256 (the ``signer`` claim), computed
+    #: once when the anchor is made (anchors change only when the operator's files do).
+    spki: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    signer: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.key is not None:
+            der = spki_of(self.key)
+            object.__setattr__(self, "spki", der)
+            object.__setattr__(self, "signer", hashlib.sha256(der).digest())
 
     @classmethod
     def from_bytes(cls, blob: bytes, name: str, *, emulated: bool = False) -> list[TpmRoot]:
@@ -121,8 +132,18 @@ def anchors_from(files: Iterable[CollateralFile]) -> list[TpmRoot]:
 
 
 def key_anchor(key: PublicKey, anchors: Sequence[TpmRoot]) -> TpmRoot | None:
-    """The supplied key equal to ``key``, if any."""
-    return next((a for a in anchors if a.key is not None and same_key(a.key, key)), None)
+    """The supplied key equal to ``key`` (the same SPKI, as :func:`~veritee.x509.same_key`
+    compares keys), if any."""
+    if not any(a.key is not None for a in anchors):
+        return None
+    der = spki_of(key)
+    return next((a for a in anchors if a.key is not None and a.spki == der), None)
+
+
+def spki_of(key: PublicKey) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``key``."""
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def certificate_anchor(ak_cert: bytes, ak: PublicKey, intermediates: Sequence[bytes],
@@ -170,4 +191,4 @@ def _cert(der: bytes, what: str) -> Cert:
 
 
 __all__ = ["TpmRoot", "anchors_from", "certificate_anchor", "key_anchor",
-           "load_key"]
+           "load_key", "spki_of"]

@@ -36,8 +36,11 @@ def signer_of(key: PublicKey) -> bytes:
 
 def pcrs_dict(pcrs: Pcrs) -> dict[str, dict[str, str]]:
     """{bank: {"<index>": hex}}, banks in sha1..sha512 order, indices ascending."""
-    return {bank: {str(i): bytes(pcrs[bank][i]).hex() for i in sorted(pcrs[bank])}
-            for bank in _ordered(pcrs)}
+    out = {}
+    for bank in _ordered(pcrs):
+        values = pcrs[bank]
+        out[bank] = {str(i): values[i].hex() for i in sorted(values)}
+    return out
 
 
 def selection_dict(selections: Sequence[PcrSelection]) -> dict[str, list[int]]:

@@ -30,7 +30,13 @@ from veritee.encoding import b64decode_any
 from veritee.errors import MalformedEvidenceError, UnrecognizedEvidenceError
 from veritee.evidence import Evidence, json_bytes, maybe_json_text, unwrap_primary
 from veritee.tee.tpm import proto
-from veritee.tee.tpm.structures import HASH_NAMES, HASH_SIZES, PCR_SELECT_MAX, parse_attest
+from veritee.tee.tpm.structures import (
+    HASH_NAMES,
+    HASH_SIZES,
+    PCR_SELECT_MAX,
+    parse_attest,
+    selected_indices,
+)
 
 Form = Literal["keylime", "trustee", "go-tpm-tools", "eventlog"]
 #: {bank: {index: value}}.
@@ -43,8 +49,15 @@ _BLOB_SELECTIONS: Final = 16
 _BLOB_SLOT: Final = struct.Struct("<HB4sx")
 _BLOB_HEAD: Final = 4 + _BLOB_SELECTIONS * _BLOB_SLOT.size
 _BLOB_DIGESTS: Final = 8
-_BLOB_DIGEST: Final = struct.Struct("<H64s")
-_BLOB_LIST: Final = 4 + _BLOB_DIGESTS * _BLOB_DIGEST.size
+_BLOB_DIGEST_SIZE: Final = 64
+_BLOB_LIST: Final = 4 + _BLOB_DIGESTS * (2 + _BLOB_DIGEST_SIZE)
+#: One TPML_DIGEST's count and its 8 sizes, buffers skipped.
+_BLOB_SIZES: Final = struct.Struct("<I" + f"H{_BLOB_DIGEST_SIZE}x" * _BLOB_DIGESTS)
+#: For each digest size of a bank: the 8 values of a TPML_DIGEST whose digests are all of
+#: that size, read at once (each buffer's first ``size`` bytes).
+_BLOB_VALUES: Final = {size: struct.Struct(
+    "<4x" + f"2x{size}s{_BLOB_DIGEST_SIZE - size}x" * _BLOB_DIGESTS)
+    for size in HASH_SIZES.values()}
 #: A blob holds at most this many TPML_DIGESTs (4 banks × 32 PCRs / 8 per list).
 _BLOB_MAX_LISTS: Final = 16
 #: Base64 text of one keylime part longer than this cannot hold a bounded structure.
@@ -83,7 +96,7 @@ def parse_tpm_evidence(evidence: Evidence) -> TpmEvidence:
     if evidence.form == "json":
         return _from_json(unwrap_primary(evidence.json))
     data = evidence.data
-    if data.lstrip()[:1] == b"r" and b":" in data[:_MAX_PART]:
+    if data.lstrip()[:1] == b"r" and data.find(b":", 0, _MAX_PART) >= 0:
         return parse_keylime(data.strip())
     if data[:4] == b"\0\0\0\0":
         return TpmEvidence("eventlog", event_log=_event_log(data))
@@ -110,13 +123,13 @@ def parse_keylime(text: bytes | str, *, event_log: bytes | None = None) -> TpmEv
     if raw[:1] != b"r":
         raise MalformedEvidenceError(
             f"a keylime quote starts with 'r' (uncompressed), not {raw[:1]!r}")
-    parts = raw[1:].split(b":")
+    parts = raw.split(b":")  # the "r" is cut from the first part, not copied off the whole
     if len(parts) != 3:
         raise MalformedEvidenceError(
             f"a keylime quote has 3 ':'-separated parts, this one {len(parts)}")
-    names = ("TPMS_ATTEST", "TPMT_SIGNATURE", "PCR blob")
-    attest, signature, blob = (_b64(p, f"keylime quote {n}") for p, n in zip(parts, names,
-                                                                           strict=True))
+    attest = _b64(parts[0][1:], "keylime quote TPMS_ATTEST")
+    signature = _b64(parts[1], "keylime quote TPMT_SIGNATURE")
+    blob = _b64(parts[2], "keylime quote PCR blob")
     return TpmEvidence("keylime", (TpmQuote(attest, signature, parse_pcr_blob(blob)),),
                        event_log=event_log)
 
@@ -148,57 +161,77 @@ def parse_pcr_blob(blob: bytes) -> PcrValues:
         raise MalformedEvidenceError(
             f"PCR blob declares {lists} digest lists, so {_BLOB_HEAD + 4 + lists * _BLOB_LIST} "
             f"bytes (at most {_BLOB_MAX_LISTS} lists), but is {len(blob)} bytes")
-    values = _blob_values(blob, lists)
+    sizes, values = _blob_values(blob, lists)
     wanted = sum(len(indices) for _, indices in slots)
     if len(values) != wanted:
         raise MalformedEvidenceError(
             f"PCR blob selects {wanted} PCRs but holds {len(values)} values")
     out: PcrValues = {}
-    it = iter(values)
+    pos = 0
     for bank, indices in slots:
-        for i in indices:
-            value = next(it)
-            if len(value) != HASH_SIZES[bank]:
-                raise MalformedEvidenceError(
-                    f"PCR blob value of {bank}:{i} is {len(value)} bytes, expected "
-                    f"{HASH_SIZES[bank]}")
-            out.setdefault(bank, {})[i] = value
+        expected, end = HASH_SIZES[bank], pos + len(indices)
+        if sizes[pos:end].count(expected) != len(indices):
+            k = next(k for k in range(pos, end) if sizes[k] != expected)
+            raise MalformedEvidenceError(
+                f"PCR blob value of {bank}:{indices[k - pos]} is {sizes[k]} bytes, expected "
+                f"{expected}")
+        if indices:
+            out[bank] = dict(zip(indices, values[pos:end], strict=True))
+        pos = end
     return out
 
 
-def _blob_selection(blob: bytes) -> list[tuple[str, list[int]]]:
+def _blob_selection(blob: bytes) -> list[tuple[str, tuple[int, ...]]]:
     count = int.from_bytes(blob[:4], "little")
     if count > _BLOB_SELECTIONS:
         raise MalformedEvidenceError(
             f"PCR blob selection count is {count}, above {_BLOB_SELECTIONS}")
-    slots: list[tuple[str, list[int]]] = []
+    slots: dict[str, tuple[int, ...]] = {}
     for n in range(count):
         alg, size, bits = _BLOB_SLOT.unpack_from(blob, 4 + n * _BLOB_SLOT.size)
         bank = HASH_NAMES.get(alg)
         if bank is None or size > PCR_SELECT_MAX:
             raise MalformedEvidenceError(
                 f"PCR blob selection {n} has hash {alg:#06x} and sizeofSelect {size}")
-        if any(b == bank for b, _ in slots):
+        if bank in slots:
             raise MalformedEvidenceError(f"PCR blob selects bank {bank} twice")
-        slots.append((bank, [i for i in range(size * 8) if bits[i // 8] >> (i % 8) & 1]))
-    return slots
+        slots[bank] = selected_indices(bits[:size])
+    return list(slots.items())
 
 
-def _blob_values(blob: bytes, lists: int) -> list[bytes]:
+def _blob_values(blob: bytes, lists: int) -> tuple[list[int], list[bytes]]:
+    """The sizes and the values of every digest of the blob's TPML_DIGESTs, in order."""
+    sizes: list[int] = []
     values: list[bytes] = []
     for n in range(lists):
         base = _BLOB_HEAD + 4 + n * _BLOB_LIST
-        count = int.from_bytes(blob[base:base + 4], "little")
+        count, *list_sizes = _BLOB_SIZES.unpack_from(blob, base)
         if count > _BLOB_DIGESTS:
             raise MalformedEvidenceError(
                 f"PCR blob digest list {n} has count {count}, above {_BLOB_DIGESTS}")
-        for k in range(count):
-            size, buffer = _BLOB_DIGEST.unpack_from(blob, base + 4 + k * _BLOB_DIGEST.size)
-            if size > len(buffer):
-                raise MalformedEvidenceError(
-                    f"PCR blob digest {n}.{k} has size {size}, above {len(buffer)}")
-            values.append(buffer[:size])
-    return values
+        del list_sizes[count:]
+        if not list_sizes:
+            continue
+        same = _BLOB_VALUES.get(list_sizes[0])
+        if same is not None and list_sizes.count(list_sizes[0]) == count:
+            # every digest of the list has one size: the values in one read
+            values += same.unpack_from(blob, base)[:count]
+        else:
+            values += _mixed_values(blob, base, n, list_sizes)
+        sizes += list_sizes
+    return sizes, values
+
+
+def _mixed_values(blob: bytes, base: int, n: int, list_sizes: list[int]) -> list[bytes]:
+    """The values of TPML_DIGEST ``n`` (at ``base``) whose digests differ in size."""
+    out = []
+    for k, size in enumerate(list_sizes):
+        if size > _BLOB_DIGEST_SIZE:
+            raise MalformedEvidenceError(
+                f"PCR blob digest {n}.{k} has size {size}, above {_BLOB_DIGEST_SIZE}")
+        start = base + 4 + k * (2 + _BLOB_DIGEST_SIZE) + 2
+        out.append(blob[start:start + size])
+    return out
 
 
 # -- JSON: Trustee, keylime's agent ------------------------------------------------------------

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Final
+from operator import itemgetter
+from typing import Final, cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -45,6 +46,8 @@ from veritee.tee.tpm.structures import (
 _HASHES: Final[Mapping[str, hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1(), "sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
     "sha512": hashes.SHA512()}
+#: RSASSA-PKCS1-v1_5 holds no state: one instance serves every verification.
+_PKCS1: Final = padding.PKCS1v15()
 #: PCR values: {bank: {index: value}}.
 Pcrs = Mapping[str, Mapping[int, bytes]]
 
@@ -62,20 +65,23 @@ def verify_signature(attest: bytes, signature: bytes, key: PublicKey | TpmPublic
             false, or the signature does not verify.
     """
     sig = parse_signature(signature)
-    public = key.key if isinstance(key, TpmPublic) else key
-    _check_fits(sig, public, key if isinstance(key, TpmPublic) else None)
+    fixed = key if isinstance(key, TpmPublic) else None
+    public = fixed.key if fixed is not None else key
+    is_rsa = isinstance(public, rsa.RSAPublicKey)
+    _check_fits(sig, public, fixed, is_rsa)
     if sig.hash == "sha1" and not allow_sha1:
         raise SignatureError("the attestation is signed with SHA-1, which is refused "
                              "(a SHA-1 PCR bank may be quoted, but signed with SHA-256 or more)")
     algorithm = _HASHES[sig.hash]
     try:
-        if isinstance(public, rsa.RSAPublicKey):
+        if is_rsa:  # the isinstance checks are done once, above (ABC checks are not free)
             pad: padding.AsymmetricPadding = (
-                padding.PKCS1v15() if sig.alg == "rsassa"
+                _PKCS1 if sig.alg == "rsassa"
                 else padding.PSS(padding.MGF1(algorithm), padding.PSS.AUTO))
-            public.verify(sig.signature, attest, pad, algorithm)
+            cast(rsa.RSAPublicKey, public).verify(sig.signature, attest, pad, algorithm)
         else:
-            public.verify(sig.signature, attest, ec.ECDSA(algorithm))
+            cast(ec.EllipticCurvePublicKey, public).verify(sig.signature, attest,
+                                                           ec.ECDSA(algorithm))
     except (InvalidSignature, ValueError, UnsupportedAlgorithm) as exc:
         raise SignatureError(
             f"the {sig.alg.upper()}-{sig.hash.upper()} signature over the "
@@ -83,15 +89,15 @@ def verify_signature(attest: bytes, signature: bytes, key: PublicKey | TpmPublic
     return sig
 
 
-def _check_fits(sig: Signature, key: object, public: TpmPublic | None) -> None:
-    if isinstance(key, rsa.RSAPublicKey):
+def _check_fits(sig: Signature, key: object, public: TpmPublic | None, is_rsa: bool) -> None:
+    if is_rsa:
         fits = sig.alg in ("rsassa", "rsapss")
     elif isinstance(key, ec.EllipticCurvePublicKey):
         fits = sig.alg == "ecdsa"
     else:
         raise MisuseError(f"an AK is an RSA or EC public key, not {type(key).__name__}")
     if not fits:
-        kind = "RSA" if isinstance(key, rsa.RSAPublicKey) else "EC"
+        kind = "RSA" if is_rsa else "EC"
         raise SignatureError(f"the signature scheme is {sig.alg.upper()} but the AK is an "
                              f"{kind} key")
     if public is not None and public.scheme not in (None, sig.alg):
@@ -117,20 +123,36 @@ def selected_values(attest: Attest, pcrs: Pcrs) -> list[bytes]:
         MalformedEvidenceError: a selected PCR is missing from ``pcrs`` (all missing ones are
             named), or a value's length is not its bank's digest size.
     """
+    return [v for values in _selected_by_bank(attest, pcrs) for v in values]
+
+
+def _selected_by_bank(attest: Attest, pcrs: Pcrs) -> list[list[bytes]]:
+    """:func:`selected_values`, one list per selection."""
+    out = []
+    for s in attest.pcr_select:
+        bank = pcrs.get(s.bank, {})
+        try:
+            values = (list(itemgetter(*s.indices)(bank)) if len(s.indices) > 1
+                      else [bank[i] for i in s.indices])
+        except KeyError:
+            raise _missing(attest, pcrs) from None
+        if list(map(type, values)).count(bytes) != len(values):
+            values = [bytes(v) for v in values]  # a bytearray or memoryview, copied
+        size = HASH_SIZES[s.bank]
+        if list(map(len, values)).count(size) != len(values):
+            i, value = next((i, v) for i, v in zip(s.indices, values, strict=True)
+                            if len(v) != size)
+            raise MalformedEvidenceError(
+                f"PCR {s.bank}:{i} is {len(value)} bytes, expected {size}")
+        out.append(values)
+    return out
+
+
+def _missing(attest: Attest, pcrs: Pcrs) -> MalformedEvidenceError:
     missing = [f"{s.bank}:{i}" for s in attest.pcr_select for i in s.indices
                if i not in pcrs.get(s.bank, {})]
-    if missing:
-        raise MalformedEvidenceError(
-            f"the quote selects PCRs with no value in the evidence: {', '.join(missing)}")
-    values = []
-    for s in attest.pcr_select:
-        for i in s.indices:
-            value = bytes(pcrs[s.bank][i])
-            if len(value) != HASH_SIZES[s.bank]:
-                raise MalformedEvidenceError(
-                    f"PCR {s.bank}:{i} is {len(value)} bytes, expected {HASH_SIZES[s.bank]}")
-            values.append(value)
-    return values
+    return MalformedEvidenceError(
+        f"the quote selects PCRs with no value in the evidence: {', '.join(missing)}")
 
 
 def check_pcrs(attest: Attest, pcrs: Pcrs, hash: str) -> dict[str, dict[int, bytes]]:
@@ -143,13 +165,16 @@ def check_pcrs(attest: Attest, pcrs: Pcrs, hash: str) -> dict[str, dict[int, byt
         MalformedEvidenceError: see :func:`selected_values`.
         BindingError: the digest differs (both values named).
     """
-    values = selected_values(attest, pcrs)
-    expected = pcr_digest(values, hash)
+    by_bank = _selected_by_bank(attest, pcrs)
+    expected = pcr_digest([v for values in by_bank for v in values], hash)
     if not hmac.compare_digest(expected, attest.pcr_digest):
         raise BindingError(
             f"TPMS_ATTEST pcrDigest is {attest.pcr_digest.hex()}, but the {hash} digest of "
             f"the selected PCR values ({_selection_text(attest)}) is {expected.hex()}")
-    return {s.bank: {i: bytes(pcrs[s.bank][i]) for i in s.indices} for s in attest.pcr_select}
+    out: dict[str, dict[int, bytes]] = {}
+    for s, values in zip(attest.pcr_select, by_bank, strict=True):
+        out.setdefault(s.bank, {}).update(zip(s.indices, values, strict=True))
+    return out
 
 
 def _selection_text(attest: Attest) -> str:
@@ -173,11 +198,33 @@ def check_quote(attest: bytes, signature: bytes, key: PublicKey | TpmPublic, *,
     """
     sig = (parse_signature(signature) if signature_checked
            else verify_signature(attest, signature, key, allow_sha1=allow_sha1))
+    parsed = _quote_of(attest, nonce)
+    if pcrs is not None:
+        check_pcrs(parsed, pcrs, sig.hash)
+    return parsed
+
+
+def check_quote_values(attest: bytes, signature: bytes | Signature, key: PublicKey | TpmPublic,
+                       *, pcrs: Pcrs, nonce: bytes | None,
+                       allow_sha1: bool = False) -> tuple[Attest, dict[str, dict[int, bytes]]]:
+    """:func:`check_quote`, returning the quote and the values of the PCRs it selects
+    (:func:`check_pcrs`). ``signature`` given as the :class:`Signature` that
+    :func:`verify_signature` returned: the caller has just verified it under ``key``.
+
+    Raises:
+        as :func:`check_quote`.
+    """
+    sig = (signature if isinstance(signature, Signature)
+           else verify_signature(attest, signature, key, allow_sha1=allow_sha1))
+    parsed = _quote_of(attest, nonce)
+    return parsed, check_pcrs(parsed, pcrs, sig.hash)
+
+
+def _quote_of(attest: bytes, nonce: bytes | None) -> Attest:
+    """Steps 3-4 (after the signature): the parsed TPMS_ATTEST, a quote carrying ``nonce``."""
     parsed = parse_attest(attest)
     _check_type(parsed, TPM_ST_ATTEST_QUOTE, "quote")
     check_nonce(parsed, nonce)
-    if pcrs is not None:
-        check_pcrs(parsed, pcrs, sig.hash)
     return parsed
 
 
@@ -212,4 +259,4 @@ def _check_type(attest: Attest, expected: int, what: str) -> None:
 
 
 __all__ = ["Pcrs", "check_certify", "check_nonce", "check_pcrs", "check_quote",
-           "selected_values", "verify_signature"]
+           "check_quote_values", "selected_values", "verify_signature"]

@@ -13,12 +13,11 @@ is a u16 size followed by that many bytes.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -112,46 +111,89 @@ MAX_ECC_KEY_BYTES: Final = 66
 MAX_STRUCTURE_BYTES: Final = 2048
 
 
+_U16: Final = struct.Struct(">H")
+_U32: Final = struct.Struct(">I")
+_U64: Final = struct.Struct(">Q")
+
+
 class Reader:
-    """A big-endian cursor over one TPM structure; every short read is malformed evidence."""
+    """A big-endian cursor over one TPM structure; every short read is malformed evidence.
+
+    Field names are only formatted into a message when a read fails, so they cost nothing on
+    well-formed input."""
+
+    __slots__ = ("data", "pos", "size", "what")
 
     def __init__(self, data: bytes, what: str) -> None:
         self.data = bytes(data)
         self.what = what
         self.pos = 0
+        self.size = len(self.data)
+
+    def _short(self, n: int, field_name: str) -> MalformedEvidenceError:
+        return MalformedEvidenceError(
+            f"{self.what} ends at byte {self.size} inside {field_name} "
+            f"({n} bytes wanted at offset {self.pos:#x})")
 
     def take(self, n: int, field_name: str) -> bytes:
-        if self.pos + n > len(self.data):
-            raise MalformedEvidenceError(
-                f"{self.what} ends at byte {len(self.data)} inside {field_name} "
-                f"({n} bytes wanted at offset {self.pos:#x})")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
+        pos = self.pos
+        end = pos + n
+        if end > self.size:
+            raise self._short(n, field_name)
+        self.pos = end
+        return self.data[pos:end]
+
+    def unpack(self, layout: struct.Struct, field_name: str) -> tuple[Any, ...]:
+        """Fixed-size fields in one read, as ``layout`` declares them."""
+        pos = self.pos
+        if pos + layout.size > self.size:
+            raise self._short(layout.size, field_name)
+        self.pos = pos + layout.size
+        return layout.unpack_from(self.data, pos)
 
     def u8(self, field_name: str) -> int:
-        return self.take(1, field_name)[0]
+        pos = self.pos
+        if pos >= self.size:
+            raise self._short(1, field_name)
+        self.pos = pos + 1
+        return self.data[pos]
+
+    def _int(self, layout: struct.Struct, field_name: str) -> int:
+        pos = self.pos
+        if pos + layout.size > self.size:
+            raise self._short(layout.size, field_name)
+        self.pos = pos + layout.size
+        value: int = layout.unpack_from(self.data, pos)[0]
+        return value
 
     def u16(self, field_name: str) -> int:
-        return int.from_bytes(self.take(2, field_name), "big")
+        return self._int(_U16, field_name)
 
     def u32(self, field_name: str) -> int:
-        return int.from_bytes(self.take(4, field_name), "big")
+        return self._int(_U32, field_name)
 
     def u64(self, field_name: str) -> int:
-        return int.from_bytes(self.take(8, field_name), "big")
+        return self._int(_U64, field_name)
 
     def tpm2b(self, field_name: str, limit: int) -> bytes:
-        size = self.u16(f"{field_name}.size")
+        pos = self.pos
+        if pos + 2 > self.size:
+            raise self._short(2, f"{field_name}.size")
+        size = self.data[pos] << 8 | self.data[pos + 1]
         if size > limit:
             raise MalformedEvidenceError(
                 f"{self.what} {field_name}.size is {size}, above the maximum {limit}")
-        return self.take(size, field_name)
+        end = pos + 2 + size
+        if end > self.size:
+            self.pos = pos + 2
+            raise self._short(size, field_name)
+        self.pos = end
+        return self.data[pos + 2:end]
 
     def end(self) -> None:
-        if self.pos != len(self.data):
+        if self.pos != self.size:
             raise MalformedEvidenceError(
-                f"{self.what} has {len(self.data) - self.pos} trailing bytes after offset "
+                f"{self.what} has {self.size - self.pos} trailing bytes after offset "
                 f"{self.pos:#x}")
 
 
@@ -161,7 +203,7 @@ def _bounded(data: bytes, what: str) -> Reader:
     if len(data) > MAX_STRUCTURE_BYTES:
         raise MalformedEvidenceError(
             f"{what} is {len(data)} bytes, above the maximum {MAX_STRUCTURE_BYTES}")
-    return Reader(bytes(data), what)
+    return Reader(data, what)
 
 
 def _hash_name(alg: int, what: str) -> str:
@@ -221,25 +263,42 @@ class PcrSelection:
         return bytes(bits)
 
 
+#: ``_SELECTED[k][b]``: the PCR indices that bitmap byte ``k`` of value ``b`` selects
+#: (bit ``j`` of byte ``k`` is PCR ``8k + j``, Part 2 §10.5.3), a constant table.
+_SELECTED: Final = tuple(tuple(tuple(8 * k + j for j in range(8) if b >> j & 1)
+                               for b in range(256)) for k in range(PCR_SELECT_MAX))
+_SELECTION_HEAD: Final = struct.Struct(">HB")
+
+
+def selected_indices(bits: bytes) -> tuple[int, ...]:
+    """The PCR indices a ``pcrSelect`` bitmap of at most ``PCR_SELECT_MAX`` bytes selects,
+    ascending."""
+    if len(bits) == 3:  # sizeofSelect of a TPM with 24 PCRs (PC Client PTP), nearly all
+        return _SELECTED[0][bits[0]] + _SELECTED[1][bits[1]] + _SELECTED[2][bits[2]]
+    out: tuple[int, ...] = ()
+    for k, b in enumerate(bits):
+        out += _SELECTED[k][b]
+    return out
+
+
 def _read_pcr_selection(r: Reader) -> tuple[PcrSelection, ...]:
     count = r.u32("pcrSelect.count")
     if count > MAX_PCR_SELECTIONS:
         raise MalformedEvidenceError(
             f"{r.what} pcrSelect.count is {count}, above the maximum {MAX_PCR_SELECTIONS}")
-    out: list[PcrSelection] = []
+    out: dict[str, PcrSelection] = {}
     for n in range(count):
-        bank = _hash_name(r.u16(f"pcrSelections[{n}].hash"), f"pcrSelections[{n}].hash")
-        size = r.u8(f"pcrSelections[{n}].sizeofSelect")
+        where = f"pcrSelections[{n}]"
+        alg, size = r.unpack(_SELECTION_HEAD, f"{where}.hash, sizeofSelect")
+        bank = HASH_NAMES.get(alg) or _hash_name(alg, f"{where}.hash")
         if size > PCR_SELECT_MAX:
             raise MalformedEvidenceError(
-                f"{r.what} pcrSelections[{n}].sizeofSelect is {size}, above the maximum "
-                f"{PCR_SELECT_MAX}")
-        bits = r.take(size, f"pcrSelections[{n}].pcrSelect")
-        indices = tuple(i for i in range(size * 8) if bits[i // 8] >> (i % 8) & 1)
-        if any(s.bank == bank for s in out):
+                f"{r.what} {where}.sizeofSelect is {size}, above the maximum {PCR_SELECT_MAX}")
+        bits = r.take(size, f"{where}.pcrSelect")
+        if bank in out:
             raise MalformedEvidenceError(f"{r.what} selects bank {bank} twice")
-        out.append(PcrSelection(bank, indices, size))
-    return tuple(out)
+        out[bank] = PcrSelection(bank, selected_indices(bits), size)
+    return tuple(out.values())
 
 
 def marshal_pcr_selection(selections: Sequence[PcrSelection]) -> bytes:
@@ -251,16 +310,21 @@ def marshal_pcr_selection(selections: Sequence[PcrSelection]) -> bytes:
     return b"".join(out)
 
 
+_HASH_CONSTRUCTORS: Final = {"sha1": hashlib.sha1, "sha256": hashlib.sha256,
+                              "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+
+
 def pcr_digest(values: Sequence[bytes], hash: str) -> bytes:
     """``H(values[0] || values[1] || ...)``: a quote's ``pcrDigest`` for PCR values in
     selection order, with ``hash`` the *signature's* algorithm (note §3.2 pitfall 1)."""
+    data = b"".join(values)
+    constructor = _HASH_CONSTRUCTORS.get(hash)
+    if constructor is not None:
+        return constructor(data).digest()
     try:
-        h = hashlib.new(hash)
+        return hashlib.new(hash, data).digest()
     except (ValueError, TypeError) as exc:
         raise MisuseError(f"unknown hash {hash!r}") from exc
-    for v in values:
-        h.update(v)
-    return h.digest()
 
 
 # -- TPMS_ATTEST (Part 2 §10.12.12) --------------------------------------------------------
@@ -292,7 +356,13 @@ class Attest:
         return self.type == TPM_ST_ATTEST_QUOTE
 
 
-@functools.lru_cache(maxsize=1024)
+#: ``TPMS_CLOCK_INFO`` (clock u64, resetCount u32, restartCount u32, safe u8; Part 2
+#: §10.11.1) then ``firmwareVersion`` u64: the fixed part of a TPMS_ATTEST after extraData.
+_CLOCK_FIRMWARE: Final = struct.Struct(">QIIBQ")
+#: ``magic`` u32 and ``type`` u16, the head of every TPMS_ATTEST (Part 2 Table 131).
+_MAGIC_TYPE: Final = struct.Struct(">IH")
+
+
 def parse_attest(data: bytes) -> Attest:
     """Parse a ``TPMS_ATTEST`` of type ``TPM_ST_ATTEST_QUOTE`` or ``TPM_ST_ATTEST_CERTIFY``.
 
@@ -302,23 +372,21 @@ def parse_attest(data: bytes) -> Attest:
         UnsupportedVersionError: a PCR bank with a hash algorithm outside sha1/256/384/512.
     """
     r = _bounded(data, "TPMS_ATTEST")
-    magic = r.u32("magic")
+    magic, kind = r.unpack(_MAGIC_TYPE, "magic, type")
     if magic != TPM_GENERATED_VALUE:
         raise MalformedEvidenceError(
             f"TPMS_ATTEST magic is {magic:#010x}, expected {TPM_GENERATED_VALUE:#010x} "
             "(TPM_GENERATED_VALUE)")
-    kind = r.u16("type")
     if kind not in ATTEST_TYPE_NAMES:
         raise MalformedEvidenceError(
             f"TPMS_ATTEST type is {kind:#06x}, expected {TPM_ST_ATTEST_QUOTE:#06x} (quote) or "
             f"{TPM_ST_ATTEST_CERTIFY:#06x} (certify)")
     signer = r.tpm2b("qualifiedSigner", MAX_NAME)
     extra = r.tpm2b("extraData", MAX_DATA)
-    clock, reset, restart = r.u64("clock"), r.u32("resetCount"), r.u32("restartCount")
-    safe = r.u8("safe")
+    clock, reset, restart, safe, firmware = r.unpack(_CLOCK_FIRMWARE,
+                                                     "clockInfo, firmwareVersion")
     if safe > 1:
         raise MalformedEvidenceError(f"TPMS_ATTEST clockInfo.safe is {safe}, expected 0 or 1")
-    firmware = r.u64("firmwareVersion")
     if kind == TPM_ST_ATTEST_QUOTE:
         selection, digest = _read_pcr_selection(r), r.tpm2b("pcrDigest", MAX_DIGEST)
         name = qualified = None
@@ -372,7 +440,6 @@ class Signature:
     raw: bytes
 
 
-@functools.lru_cache(maxsize=1024)
 def parse_signature(data: bytes) -> Signature:
     """Parse a ``TPMT_SIGNATURE`` of RSASSA, RSAPSS or ECDSA.
 

@@ -48,12 +48,13 @@ from veritee.tee.tpm import replay
 from veritee.tee.tpm.anchors import TpmRoot, anchors_from, certificate_anchor, key_anchor
 from veritee.tee.tpm.claims import TpmClaims, quote_claims, signer_of
 from veritee.tee.tpm.evidence import TpmEvidence, TpmQuote, parse_tpm_evidence
-from veritee.tee.tpm.quote import check_nonce, check_pcrs, check_quote, verify_signature
+from veritee.tee.tpm.quote import check_nonce, check_pcrs, check_quote_values, verify_signature
 from veritee.tee.tpm.structures import (
     MAX_DATA,
     TPM_ST_ATTEST_QUOTE,
     Attest,
     PublicKey,
+    Signature,
     TpmPublic,
     parse_attest,
     parse_public,
@@ -73,6 +74,8 @@ class _Checked:
     key: PublicKey | None
     anchor: TpmRoot | None
     ak_trust: str | None
+    #: :func:`signer_of` the key (None: no key).
+    signer: bytes | None = None
 
 
 class TpmVerifier:
@@ -116,11 +119,10 @@ class TpmVerifier:
                               f"extraData (TPM2B_DATA) holds at most {MAX_DATA}")
         wire = parse_tpm_evidence(evidence)
         anchors = [*self._roots, *self._anchors(collateral)]
-        partial = _partial_claims(wire)
         try:
             return self._verify(wire, anchors, report_data, now)
         except VeriteeError as exc:
-            exc.with_claims(partial)
+            exc.with_claims(_partial_claims(wire))  # only what parses: built only to explain
             raise
 
     def _anchors(self, collateral: CollateralSource) -> list[TpmRoot]:
@@ -143,7 +145,7 @@ class TpmVerifier:
                 "a bare event log: it replays, but no quote vouches for it").with_claims(
                     claims.to_dict())
         checked = self._check_quotes(wire, anchors, report_data, now)
-        claims = _log_claims(wire, checked.quotes, key=checked.key, trust=checked.ak_trust,
+        claims = _log_claims(wire, checked.quotes, signer=checked.signer, trust=checked.ak_trust,
                              emulated=checked.anchor is not None and checked.anchor.emulated)
         if checked.anchor is None:
             raise CollateralMissingError(_NO_TRUST).with_claims(claims.to_dict())
@@ -158,7 +160,7 @@ class TpmVerifier:
             ak = signing.key if isinstance(signing, TpmPublic) else signing
             quotes = self._under(wire.quotes, signing, report_data)
             anchor, how = _trust(wire, ak, anchors, now)
-            return _Checked(quotes, ak, anchor, how)
+            return _Checked(quotes, ak, anchor, how, signer_of(ak))
         keys = [a for a in anchors if a.key is not None]
         failures: list[SignatureError] = []
         for anchor in keys:
@@ -168,7 +170,7 @@ class TpmVerifier:
             except _NotThisKey as exc:
                 failures.append(exc.refusal)
                 continue
-            return _Checked(checked, anchor.key, anchor, "key")
+            return _Checked(checked, anchor.key, anchor, "key", anchor.signer)
         if len(failures) == 1:
             raise failures[0]
         if failures:
@@ -185,30 +187,31 @@ class TpmVerifier:
         signature not verifying under it raises :class:`_NotThisKey`."""
         out: list[tuple[Attest, Pcrs]] = []
         for n, quote in enumerate(quotes):
+            signature: bytes | Signature = quote.signature
             if trying and n == 0:
-                refusal = self._refusal(quote, key)
-                if refusal is not None:
-                    raise _NotThisKey(refusal)
+                signature = self._signed_by(quote, key)
             try:
-                attest = check_quote(quote.attest, quote.signature, key, pcrs=quote.pcrs,
-                                     nonce=report_data, allow_sha1=self._allow_sha1,
-                                     signature_checked=trying and n == 0)
+                out.append(check_quote_values(quote.attest, signature, key, pcrs=quote.pcrs,
+                                              nonce=report_data, allow_sha1=self._allow_sha1))
             except VeriteeError as exc:
                 if len(quotes) > 1:
                     exc.detail = f"quote {n}: {exc.detail}"
                     exc.args = (exc.detail,)
                 raise
-            out.append((attest, _selected(attest, quote.pcrs)))
         _same_nonce([a for a, _ in out])
         return tuple(out)
 
-    def _refusal(self, quote: TpmQuote, key: PublicKey | TpmPublic) -> SignatureError | None:
-        """Why ``key`` did not sign ``quote``; None when it did."""
+    def _signed_by(self, quote: TpmQuote, key: PublicKey | TpmPublic) -> Signature:
+        """The quote's signature, verified under ``key``.
+
+        Raises:
+            _NotThisKey: it does not verify under ``key``, with the reason.
+        """
         try:
-            verify_signature(quote.attest, quote.signature, key, allow_sha1=self._allow_sha1)
+            return verify_signature(quote.attest, quote.signature, key,
+                                    allow_sha1=self._allow_sha1)
         except SignatureError as exc:
-            return exc
-        return None
+            raise _NotThisKey(exc) from exc
 
 
 class _NotThisKey(Exception):
@@ -288,10 +291,6 @@ def _unsigned(quotes: Sequence[TpmQuote],
     return tuple(out)
 
 
-def _selected(attest: Attest, pcrs: Pcrs) -> Pcrs:
-    return {s.bank: {i: pcrs[s.bank][i] for i in s.indices} for s in attest.pcr_select}
-
-
 def _same_nonce(attests: Sequence[Attest]) -> None:
     for n, attest in enumerate(attests[1:], start=1):
         if attest.extra_data != attests[0].extra_data:
@@ -304,7 +303,7 @@ def _same_nonce(attests: Sequence[Attest]) -> None:
 
 
 def _log_claims(wire: TpmEvidence, quotes: Sequence[tuple[Attest, Pcrs]], *,
-                key: PublicKey | None = None, trust: str | None = None,
+                signer: bytes | None = None, trust: str | None = None,
                 emulated: bool = False) -> TpmClaims:
     """The claims, once the event log (if any) replays and agrees with the quoted PCRs.
 
@@ -324,7 +323,7 @@ def _log_claims(wire: TpmEvidence, quotes: Sequence[tuple[Attest, Pcrs]], *,
                 for bank, values in pcrs.items():
                     merged.setdefault(bank, {}).update(values)
             notes = tuple(replay.check_replay(replayed, merged) or ())
-    return TpmClaims(quotes=tuple(quotes), signer=signer_of(key) if key is not None else None,
+    return TpmClaims(quotes=tuple(quotes), signer=signer,
                      evidence_form=wire.form, eventlog_pcrs=replayed, events=events,
                      notes=notes, ak_trust=trust, emulated=emulated)
 

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from veritee import errors
 from veritee.tee.snp.layout import SIGNED_SIZE, SnpReport, parse_report
 from veritee.tee.svsm import credential, keys, manifest
+from veritee.tee.svsm.evidence import REPORT_FIELDS
 from veritee.tee.svsm.verify import CredentialKey, quote_nonce
 from veritee.tee.tpm.structures import (
     AK_ATTRIBUTES,
@@ -274,7 +275,7 @@ def _report_proto(report: SnpReport) -> bytes:
            else report.cpuid_fam_id << 8)
     fms |= (report.cpuid_mod_id >> 4) << 16 | (report.cpuid_mod_id & 0xF) << 4
     fms |= report.cpuid_step
-    for number, name in enumerate(_PROTO_REPORT_FIELDS, start=1):
+    for number, name in enumerate(REPORT_FIELDS, start=1):
         if name == "signature":
             out += tpm.pb_bytes(number, report.raw[SIGNED_SIZE:SIGNED_SIZE + 512])
         elif name == "cpuid1eax_fms":
@@ -288,13 +289,6 @@ def _report_proto(report: SnpReport) -> bytes:
     return out
 
 
-_PROTO_REPORT_FIELDS: Final = (
-    "version", "guest_svn", "policy", "family_id", "image_id", "vmpl", "signature_algo",
-    "current_tcb", "platform_info", "signer_info", "report_data", "measurement", "host_data",
-    "id_key_digest", "author_key_digest", "report_id", "report_id_ma", "reported_tcb",
-    "chip_id", "committed_tcb", "current_build", "current_minor", "current_major",
-    "committed_build", "committed_minor", "committed_major", "launch_tcb", "signature",
-    "cpuid1eax_fms", "launch_mit_vector", "current_mit_vector")
 
 
 # -- a fake configfs-tsm kernel under an SVSM ------------------------------------------------------

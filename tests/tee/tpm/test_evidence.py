@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import corpus_dir
+from support.protobuf import pb
 from veritee.errors import MalformedEvidenceError, UnrecognizedEvidenceError
 from veritee.evidence import decode_evidence
 from veritee.tee.tpm import proto
@@ -29,21 +30,6 @@ def keylime() -> Path:
 def keylime_string(folder: Path, names: tuple[str, str, str]) -> bytes:
     parts = [base64.b64encode((folder / n).read_bytes()) for n in names]
     return b"r" + b":".join(parts)
-
-
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        out += bytes([n & 0x7F | (0x80 if n > 0x7F else 0)])
-        n >>= 7
-        if not n:
-            return out
-
-
-def pb(number: int, value: bytes | int) -> bytes:
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
 
 
 def pb_quote(bank_id: int, values: dict[int, bytes]) -> bytes:

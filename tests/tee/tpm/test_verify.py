@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from support.protobuf import pb
 from veritee.collateral import CollateralFile, CollateralSource
 from veritee.errors import (
     BindingError,
@@ -56,21 +57,6 @@ def key(name: str) -> Any:
 def pem(name: str) -> bytes:
     return bytes(key(name).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-
-
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        out += bytes([n & 0x7F | (0x80 if n > 0x7F else 0)])
-        n >>= 7
-        if not n:
-            return out
-
-
-def pb(number: int, value: bytes | int) -> bytes:
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
 
 
 def quote(bank: str, *, nonce: bytes = NONCE, signer: str = "tpm-ak",

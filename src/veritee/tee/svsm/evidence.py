@@ -228,7 +228,7 @@ PB_SEV_SNP_ATTESTATION: Final = 2
 PB_MANIFEST: Final = 3
 PB_MANIFEST_VERSION: Final = 4
 #: go-sev-guest ``sevsnp.Report`` fields by number (proto/sevsnp.proto), and which are bytes.
-_REPORT_FIELDS: Final = (
+REPORT_FIELDS: Final = (
     "version", "guest_svn", "policy", "family_id", "image_id", "vmpl", "signature_algo",
     "current_tcb", "platform_info", "signer_info", "report_data", "measurement", "host_data",
     "id_key_digest", "author_key_digest", "report_id", "report_id_ma", "reported_tcb",
@@ -297,7 +297,7 @@ def _snp_from_proto(message: proto.Message) -> Evidence:
     if report is None:
         raise MalformedEvidenceError("sev_snp_attestation has no report (field 1)")
     fields: dict[str, Any] = {}
-    for number, name in enumerate(_REPORT_FIELDS, start=1):
+    for number, name in enumerate(REPORT_FIELDS, start=1):
         if name in _REPORT_BYTES:
             raw = report.bytes_field(number, name)
             fields[name] = list(raw if raw is not None else b"")

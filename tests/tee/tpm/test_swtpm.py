@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from veritee.tee.tpm.verify import TpmVerifier
 
 from veritee import errors
 from veritee.collateral import CollateralSource
 from veritee.evidence import decode_evidence
 from veritee.tee.tpm import structures
+from veritee.tee.tpm.verify import TpmVerifier
 from veritee.testing.tpm import (
     AK_KINDS,
     KNOB_ERRORS,

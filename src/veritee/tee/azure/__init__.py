@@ -54,6 +54,7 @@ PLATFORMS = (
         summary_formats="veritee.tee.azure.claims:SUMMARY_FORMATS",
         emulated_roots="veritee.testing.azure:emulated_tdx_roots",
         emulator="veritee.testing.azure:AZ_TDX_EMULATOR",
+        demo="veritee.tee.azure.demo:AZ_TDX_DEMO",
         reuses=("dcap", "tpm"),
     ),
 )

@@ -126,3 +126,16 @@ def positive_serial_copy(der: bytes, serial: int, offset: int) -> bytes:
 
 __all__ = ["certificate_facts", "children", "common_name", "crl_issuer_cn",
            "positive_serial_copy", "tlv"]
+
+
+def oid_content(dotted: str) -> bytes:
+    """The content octets of a DER OBJECT IDENTIFIER (X.690 §8.19), from its dotted form."""
+    first, second, *rest = (int(part) for part in dotted.split("."))
+    out = bytearray([40 * first + second])
+    for arc in rest:
+        chunk, value = [arc & 0x7F], arc >> 7
+        while value:
+            chunk.append(0x80 | (value & 0x7F))
+            value >>= 7
+        out.extend(reversed(chunk))
+    return bytes(out)

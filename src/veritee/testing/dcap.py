@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from veritee import errors
+from veritee._der import oid_content
 from veritee.collateral.base import Response
 from veritee.evidence import TsmReport
 from veritee.tee.dcap import pcs
@@ -286,15 +287,7 @@ def _tlv(tag: int, content: bytes) -> bytes:
 
 
 def _oid(dotted: str) -> bytes:
-    first, second, *rest = (int(part) for part in dotted.split("."))
-    out = bytearray([40 * first + second])
-    for arc in rest:
-        chunk, value = [arc & 0x7F], arc >> 7
-        while value:
-            chunk.append(0x80 | (value & 0x7F))
-            value >>= 7
-        out += bytes(reversed(chunk))
-    return _tlv(0x06, bytes(out))
+    return _tlv(0x06, oid_content(dotted))
 
 
 def _int(value: int, tag: int = 0x02) -> bytes:

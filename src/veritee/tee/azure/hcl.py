@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from veritee.encoding import b64url, b64url_decode
 from veritee.errors import MalformedEvidenceError, UnsupportedVersionError
+from veritee.memo import BoundedMemo
 from veritee.tee._layout import FieldTable
 
 HCL_SIGNATURE: Final = 0x414C4348
@@ -211,7 +212,7 @@ class JwkKeys:
     LIMIT: ClassVar[int] = 256
 
     def __init__(self) -> None:
-        self._keys: dict[tuple[str, str], tuple[rsa.RSAPublicKey, bytes]] = {}
+        self._keys: BoundedMemo[tuple[rsa.RSAPublicKey, bytes]] = BoundedMemo(self.LIMIT)
 
     def load(self, jwk: Mapping[str, Any], what: str) -> tuple[rsa.RSAPublicKey, bytes]:
         """:func:`rsa_jwk` of ``jwk`` and its :func:`spki`.
@@ -220,17 +221,14 @@ class JwkKeys:
             MalformedEvidenceError: as :func:`rsa_jwk`.
         """
         n, e = jwk.get("n"), jwk.get("e")
-        if jwk.get("kty") != "RSA" or not isinstance(n, str) or not isinstance(e, str):
-            key = rsa_jwk(jwk, what)  # raises, naming the defect
-            return key, spki(key)
-        found = self._keys.get((n, e))
-        if found is None:
+
+        def read() -> tuple[rsa.RSAPublicKey, bytes]:
             key = rsa_jwk(jwk, what)
-            found = key, spki(key)
-            if len(self._keys) >= self.LIMIT:
-                self._keys.clear()
-            self._keys[(n, e)] = found
-        return found
+            return key, spki(key)
+
+        if jwk.get("kty") != "RSA" or not isinstance(n, str) or not isinstance(e, str):
+            return read()  # raises, naming the defect
+        return self._keys.get((n, e), read)
 
 
 def parse_var_data(raw: bytes, keys: JwkKeys | None = None) -> VarData:

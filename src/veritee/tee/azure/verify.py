@@ -40,6 +40,7 @@ from veritee.errors import (
     VeriteeError,
 )
 from veritee.evidence import Evidence
+from veritee.memo import BoundedMemo
 from veritee.tee.azure.claims import (
     AzSnpVtpmClaims,
     AzTdxVtpmClaims,
@@ -153,7 +154,7 @@ class AzSnpVtpmVerifier(_AzureVerifier):
         self._snp = snp or SnpVerifier(roots)
         #: The certificate table carrying a VCEK, by the VCEK's exact bytes (one per chip
         #: and TCB: it repeats across the guests of a host); bounded.
-        self._tables: dict[bytes, bytes] = {}
+        self._tables: BoundedMemo[bytes] = BoundedMemo(64)
 
     @property
     def roots(self) -> tuple[AmdRoot, ...]:
@@ -185,13 +186,8 @@ class AzSnpVtpmVerifier(_AzureVerifier):
         """The certificate table (GHCB §4.1.8.1) holding the evidence's VCEK, as the SNP
         verifier reads it: a pure function of the VCEK's bytes, kept by them."""
         key = vcek or b""
-        table = self._tables.get(key)
-        if table is None:
-            table = certtable.build_cert_table([(certtable.GUID_VCEK, _vcek_der(vcek))])
-            if len(self._tables) >= 64:
-                self._tables.clear()
-            self._tables[key] = table
-        return table
+        return self._tables.get(key, lambda: certtable.build_cert_table(
+            [(certtable.GUID_VCEK, _vcek_der(vcek))]))
 
 
 class AzTdxVtpmVerifier(_AzureVerifier):

@@ -51,22 +51,9 @@ T = TypeVar("T")
 Element = tuple[int, int, int]  # (tag, start of content, end of content), as _der.tlv gives
 
 
-def _oid_content(dotted: str) -> bytes:
-    """The content octets of a DER OBJECT IDENTIFIER (X.690 §8.19)."""
-    first, second, *rest = (int(part) for part in dotted.split("."))
-    out = bytearray([40 * first + second])
-    for arc in rest:
-        chunk, value = [arc & 0x7F], arc >> 7
-        while value:
-            chunk.append(0x80 | (value & 0x7F))
-            value >>= 7
-        out.extend(reversed(chunk))
-    return bytes(out)
-
-
-_ARC: Final = _oid_content(SGX_EXTENSION_OID)
-_TCB_ARC: Final = _oid_content(f"{SGX_EXTENSION_OID}.{_TCB}")
-_CONFIGURATION_ARC: Final = _oid_content(f"{SGX_EXTENSION_OID}.{_CONFIGURATION}")
+_ARC: Final = _der.oid_content(SGX_EXTENSION_OID)
+_TCB_ARC: Final = _der.oid_content(f"{SGX_EXTENSION_OID}.{_TCB}")
+_CONFIGURATION_ARC: Final = _der.oid_content(f"{SGX_EXTENSION_OID}.{_CONFIGURATION}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, Literal, Self
@@ -46,6 +46,7 @@ from veritee.errors import (
     VeriteeError,
 )
 from veritee.evidence import Evidence
+from veritee.memo import BoundedMemo
 from veritee.tee.dcap import ccel, pcs, tcb
 from veritee.tee.dcap import collateral as col
 from veritee.tee.dcap.claims import PckFacts, SgxClaims, TdxClaims, Verdict, claims_dict
@@ -61,31 +62,6 @@ _PCK_LEAF_CN: Final = "SGX PCK Certificate"
 MAX_BUNDLES: Final = 64
 
 
-class _Memo:
-    """A bounded table of results of pure functions of their key (one per verifier)."""
-
-    def __init__(self, size: int = 1024) -> None:
-        self._size = size
-        self._table: dict[Any, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
-        found = self._table.get(key, _MISSING)
-        if found is not _MISSING:
-            return found
-        value = compute()
-        if self._size <= 0:
-            return value
-        with self._lock:
-            if len(self._table) >= self._size:
-                self._table.pop(next(iter(self._table)))
-            self._table[key] = value
-        return value
-
-
-_MISSING: Final = object()
-
-
 @dataclass(frozen=True, slots=True)
 class _Bundle:
     """Collateral verified once, and the instants in which that verification holds."""
@@ -95,7 +71,7 @@ class _Bundle:
     valid_until: datetime
     expiration: datetime
     """The collateral's earliest nextUpdate."""
-    verdicts: _Memo = field(default_factory=_Memo)
+    verdicts: BoundedMemo[Any] = field(default_factory=BoundedMemo)
     """Verdicts under this collateral, per (platform TCB, QE report, revocation, expired)."""
 
 
@@ -126,10 +102,12 @@ class DcapVerifier:
         # certificate, the replayed event log per (log, RTMRs), the QE report's signature per
         # (PCK certificate, QE report, signature), the attestation key's object per its bytes;
         # TCB verdicts are kept per verified collateral (_Bundle.verdicts).
-        self._pck_memo, self._log_memo = _Memo(), _Memo()
+        self._pck_memo: BoundedMemo[PckFacts] = BoundedMemo()
+        self._log_memo: BoundedMemo[dict[str, Any] | None] = BoundedMemo()
         self._remember_qe = remember_quoting_enclaves
         qe_size = 1024 if remember_quoting_enclaves else 0
-        self._qe_memo, self._key_memo = _Memo(qe_size), _Memo(qe_size)
+        self._qe_memo: BoundedMemo[bool] = BoundedMemo(qe_size)
+        self._key_memo: BoundedMemo[ec.EllipticCurvePublicKey] = BoundedMemo(qe_size)
 
     @property
     def roots(self) -> tuple[IntelRoot, ...]:

@@ -44,6 +44,7 @@ from veritee.errors import (
     VeriteeError,
 )
 from veritee.evidence import Evidence
+from veritee.memo import BoundedMemo
 from veritee.tee.tpm import replay
 from veritee.tee.tpm.anchors import TpmRoot, anchors_from, certificate_anchor, key_anchor
 from veritee.tee.tpm.claims import TpmClaims, quote_claims, signer_of
@@ -86,7 +87,7 @@ class TpmVerifier:
     def __init__(self, roots: Sequence[TpmRoot] = (), *, allow_sha1_signatures: bool = False):
         self._roots = tuple(roots)
         self._allow_sha1 = allow_sha1_signatures
-        self._anchor_memo: dict[tuple[tuple[str, str, bytes], ...], list[TpmRoot]] = {}
+        self._anchor_memo: BoundedMemo[list[TpmRoot]] = BoundedMemo(64)
 
     @property
     def roots(self) -> tuple[TpmRoot, ...]:
@@ -129,13 +130,7 @@ class TpmVerifier:
         """The anchors in the operator's files, read once per set of files (a broker passes
         the same files on every call)."""
         key = tuple((f.name, f.origin, f.data) for f in collateral.files)
-        found = self._anchor_memo.get(key)
-        if found is None:
-            found = anchors_from(collateral.files)
-            if len(self._anchor_memo) >= 64:
-                self._anchor_memo.clear()
-            self._anchor_memo[key] = found
-        return list(found)
+        return list(self._anchor_memo.get(key, lambda: anchors_from(collateral.files)))
 
     def _verify(self, wire: TpmEvidence, anchors: Sequence[TpmRoot], report_data: bytes | None,
                 now: datetime) -> TpmClaims:

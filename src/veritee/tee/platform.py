@@ -15,6 +15,7 @@ Standard library and :mod:`veritee.binding` only (the descriptor is data).
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,10 +37,15 @@ class InitDataRule:
     dotted path into nested claims (``vtpm.pcrs.sha256.8``)."""
     size: int
     """The field's size in bytes."""
+    extended: bool = False
+    """The field is a SHA-256 measurement register (``size`` 32) that the fitted digest was
+    extended into once from zero, so it holds ``SHA-256(0^32 || digest)`` (a vTPM's PCR 8,
+    Trustee's rule); False: the field holds the fitted digest itself."""
 
     def fit(self, digest: bytes) -> bytes:
-        """``digest`` fitted to the field: truncated or zero-padded at the end."""
-        return digest[: self.size] + bytes(max(0, self.size - len(digest)))
+        """What the field must hold for ``digest``."""
+        fitted = digest[: self.size] + bytes(max(0, self.size - len(digest)))
+        return hashlib.sha256(bytes(self.size) + fitted).digest() if self.extended else fitted
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,13 @@ This file holds the two platforms' descriptors; the code lives in this folder (`
 """
 
 from veritee.binding import ReportDataRule
-from veritee.tee.platform import Platform
-from veritee.tee.tpm.policy import Pcr8InitData
+from veritee.tee.platform import InitDataRule, Platform
 
 _FORMS = "Trustee's Azure evidence JSON (v0, v1 or v2: tpm_quote, hcl_report and {})"
 _SUMMARY = ("report_data", "evidence_form", "tpm", "hcl", "emulated")
 
 #: Init-data is measured into the vTPM's PCR 8 (SHA-256 bank): PCR8 = SHA-256(0^32 || digest).
-_INIT_DATA = Pcr8InitData(claim="tpm.pcrs.sha256.8", size=32)
+_INIT_DATA = InitDataRule(claim="tpm.pcrs.sha256.8", size=32, extended=True)
 
 PLATFORMS = (
     Platform(

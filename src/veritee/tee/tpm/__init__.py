@@ -11,8 +11,7 @@ in ``veritee/appraisal/policies/tpm.rego``. The Azure and SVSM composites reuse 
 """
 
 from veritee.binding import ReportDataRule
-from veritee.tee.platform import Platform
-from veritee.tee.tpm.policy import INIT_DATA
+from veritee.tee.platform import InitDataRule, Platform
 
 PLATFORM = Platform(
     tee="tpm",
@@ -25,7 +24,8 @@ PLATFORM = Platform(
     evidence_help=("keylime's quote string r<quote>:<signature>:<pcrs>, Trustee's TPM "
                    "attester JSON, go-tpm-tools' Attestation protobuf, or a raw TCG event "
                    "log (replayed only)"),
-    init_data=INIT_DATA,
+    # Init-data is extended once into PCR 8 (SHA-256 bank): PCR8 = SHA-256(0^32 || digest).
+    init_data=InitDataRule(claim="pcrs.sha256.8", size=32, extended=True),
     summary=("extra_data", "pcr_select", "pcr_digest", "firmware_version", "reset_count",
              "restart_count", "signer", "ak_trust", "evidence_form", "emulated"),
     policy="tpm.rego",

@@ -31,9 +31,7 @@ this; :data:`INIT_DATA` is the init-data rule that makes the broker refuse a mis
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from veritee.errors import EvidenceError
@@ -49,25 +47,16 @@ _CMDLINE_EVENTS: Final = ((8, "kernel_cmdline: "), (8, "grub_kernel_cmdline "), 
 _GRUB_TEXT: Final = tuple(p.decode() for p in GRUB_PREFIXES)
 
 
+#: For the descriptor's ``init_data``: the quoted SHA-256 PCR 8 (hex), extended once from zero
+#: by the init-data digest.
+INIT_DATA: Final = InitDataRule(claim="pcrs.sha256.8", size=32, extended=True)
+
+
 def init_data_pcr8(digest: bytes) -> bytes:
     """SHA-256 PCR 8 after one extension, from zero, by ``digest`` fitted to 32 bytes (a
     longer digest keeps its first 32 bytes, a shorter one is zero-padded, as for every
     init-data field): ``SHA-256(0^32 || digest)``."""
-    fitted = digest[:32] + bytes(max(0, 32 - len(digest)))
-    return hashlib.sha256(bytes(32) + fitted).digest()
-
-
-@dataclass(frozen=True, slots=True)
-class Pcr8InitData(InitDataRule):
-    """The init-data rule of the ``tpm`` platform: the claim holds SHA-256 PCR 8, which must
-    be :func:`init_data_pcr8` of the init-data digest."""
-
-    def fit(self, digest: bytes) -> bytes:
-        return init_data_pcr8(digest)
-
-
-#: For the descriptor's ``init_data``: the quoted SHA-256 PCR 8 (hex).
-INIT_DATA: Final = Pcr8InitData(claim="pcrs.sha256.8", size=32)
+    return INIT_DATA.fit(digest)
 
 
 def policy_input(claims: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,5 +157,5 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-__all__ = ["INIT_DATA", "INIT_DATA_PCR", "Pcr8InitData", "bound_pcrs", "init_data_pcr8",
+__all__ = ["INIT_DATA", "INIT_DATA_PCR", "bound_pcrs", "init_data_pcr8",
            "kernel_cmdline", "policy_input"]

@@ -157,7 +157,8 @@ class FloorBenchmark:
     peer_name: str | None = None
 
     def planned_seconds(self, settings: Settings) -> float:
-        return 3 * settings.seconds * len({1, settings.threads})
+        operations = 3 if self.peer_name else 2
+        return operations * settings.seconds * len({1, settings.threads})
 
     def run(self, settings: Settings) -> BenchResult:
         work = self.make()
@@ -171,6 +172,7 @@ class FloorBenchmark:
             "single_thread_floor_ops_per_s": round(one["floor"], 1),
             "single_thread_ratio_to_floor": round(one["verify"] / one["floor"], 3),
             "scaling": round(many["verify"] / one["verify"], 3),
+            "floor_scaling": round(many["floor"] / one["floor"], 3),
         }
         if "peer" in one:
             extra["single_thread_peer_ops_per_s"] = round(one["peer"], 1)

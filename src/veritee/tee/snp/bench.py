@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from veritee.bench.core import BenchResult, Figure, Operation, Settings, compare
+from veritee.bench.core import FloorBenchmark, Operation, Workload
 from veritee.bench.floors import ECDSA_P384, ecdsa_p384_verify
 from veritee.claims import Claims
 from veritee.collateral import CollateralSource
@@ -51,46 +51,8 @@ def workload() -> tuple[Operation, Operation]:
     return verify, ecdsa_p384_verify(emulator.vek_key, blob[:SIGNED_SIZE])
 
 
-@dataclass(frozen=True)
-class SnpBenchmark:
-    name: str = "snp"
-    description: str = "SEV-SNP extended report verification vs. ECDSA P-384 verify"
-
-    def planned_seconds(self, settings: Settings) -> float:
-        return 2 * settings.seconds * len(_thread_counts(settings))
-
-    def run(self, settings: Settings) -> BenchResult:
-        verify, floor = workload()
-        figures = {n: compare({"verify": verify, "floor": floor}, settings, n)
-                   for n in _thread_counts(settings)}
-        one, many = figures[1], figures[settings.threads]
-        return BenchResult(
-            benchmark=self.name,
-            ops_per_s=many["verify"],
-            floor=Figure(ECDSA_P384, many["floor"]),
-            peer=None,
-            threads=settings.threads,
-            seconds=settings.seconds,
-            extra=_single_thread(one, many),
-        )
-
-
-def _thread_counts(settings: Settings) -> list[int]:
-    return sorted({1, settings.threads})
-
-
-def _single_thread(one: dict[str, float], many: dict[str, float]) -> dict[str, Any]:
-    """The one-thread figures beside the N-thread ones, and how each scales."""
-    return {
-        "single_thread_ops_per_s": round(one["verify"], 1),
-        "single_thread_floor_ops_per_s": round(one["floor"], 1),
-        "single_thread_ratio_to_floor": round(one["verify"] / one["floor"], 3),
-        "scaling": round(many["verify"] / one["verify"], 3),
-        "floor_scaling": round(many["floor"] / one["floor"], 3),
-    }
-
-
-BENCHMARK = SnpBenchmark()
+BENCHMARK = FloorBenchmark("snp", "SEV-SNP extended report verification vs. ECDSA P-384 verify",
+                           ECDSA_P384, lambda: Workload(*workload()))
 
 
 # -- the guests of ``veritee bench broker`` -------------------------------------------------------

@@ -70,7 +70,7 @@ from veritee.tee.snp.verify import SnpVerifier
 from veritee.tee.tpm.anchors import load_key
 from veritee.tee.tpm.quote import Pcrs, check_quote_values
 from veritee.tee.tpm.structures import Attest, PublicKey, build_signature
-from veritee.x509 import same_key, split_pem_or_der
+from veritee.x509 import same_key
 
 AzureClaims = AzSnpVtpmClaims | AzTdxVtpmClaims
 
@@ -186,8 +186,7 @@ class AzSnpVtpmVerifier(_AzureVerifier):
         """The certificate table (GHCB §4.1.8.1) holding the evidence's VCEK, as the SNP
         verifier reads it: a pure function of the VCEK's bytes, kept by them."""
         key = vcek or b""
-        return self._tables.get(key, lambda: certtable.build_cert_table(
-            [(certtable.GUID_VCEK, _vcek_der(vcek))]))
+        return self._tables.get(key, lambda: certtable.vcek_table(key))
 
 
 class AzTdxVtpmVerifier(_AzureVerifier):
@@ -304,15 +303,6 @@ def _check_vmpl(report: SnpReport) -> None:
         raise BindingError(
             f"the SNP report's VMPL is {report.vmpl}, expected {HCL_VMPL}: the HCL requests "
             "its report at VMPL 0, so this report was not made by the HCL")
-
-
-def _vcek_der(vcek: bytes | None) -> bytes:
-    """The evidence's one VCEK (PEM in v0, DER later) as DER; the SNP verifier reads it."""
-    ders = split_pem_or_der(vcek or b"")[0]
-    if len(ders) != 1:
-        raise MalformedEvidenceError(
-            f"the evidence's vcek holds {len(ders)} certificates; it must hold the VCEK")
-    return ders[0]
 
 
 def _nest(partial: Mapping[str, Any], machine: Machine,

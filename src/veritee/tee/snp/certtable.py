@@ -90,3 +90,19 @@ def build_cert_table(entries: list[tuple[uuid.UUID, bytes]]) -> bytes:
         header += _ENTRY.pack(guid.bytes, base + len(body), len(data))
         body += data
     return bytes(header + bytes(ENTRY_SIZE) + body)
+
+
+def vcek_table(vcek: bytes) -> bytes:
+    """A certificate table holding one VCEK given as PEM or DER (bytes after a DER
+    certificate are ignored), as the composites built on an SNP report carry it.
+
+    Raises:
+        MalformedEvidenceError: ``vcek`` holds no certificate, or more than one.
+    """
+    from veritee.x509 import split_pem_or_der  # noqa: PLC0415 - x509 loads cryptography
+
+    ders = split_pem_or_der(vcek)[0]
+    if len(ders) != 1:
+        raise MalformedEvidenceError(
+            f"the evidence's vcek holds {len(ders)} certificates; it must hold the VCEK")
+    return build_cert_table([(GUID_VCEK, ders[0])])

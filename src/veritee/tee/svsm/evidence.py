@@ -43,9 +43,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from veritee.errors import MalformedEvidenceError, UnrecognizedEvidenceError
 from veritee.evidence import Evidence, json_bytes, unwrap_primary
 from veritee.tee.snp import certtable
@@ -167,22 +164,10 @@ def _snp(doc: Mapping[str, Any]) -> Evidence:
     if snp.form == "json":
         raise MalformedEvidenceError(
             "vcek is given beside JSON SNP evidence; put it in that evidence's certificates")
-    table = certtable.build_cert_table([(certtable.GUID_VCEK, _vcek_der(vcek))])
-    return Evidence(data=snp.data[:REPORT_SIZE] + table, form="raw")
-
-
-def _vcek_der(value: Any) -> bytes:
-    raw = json_bytes(value, "vcek")
+    raw = json_bytes(vcek, "vcek")
     if len(raw) > MAX_VCEK:
         raise MalformedEvidenceError(f"vcek is {len(raw)} bytes; at most {MAX_VCEK}")
-    try:
-        if raw.lstrip().startswith(b"-----BEGIN"):
-            cert = x509.load_pem_x509_certificate(raw)
-        else:
-            cert = x509.load_der_x509_certificate(raw)
-    except ValueError as exc:
-        raise MalformedEvidenceError(f"vcek is not a certificate: {exc}") from exc
-    return cert.public_bytes(serialization.Encoding.DER)
+    return Evidence(data=snp.data[:REPORT_SIZE] + certtable.vcek_table(raw), form="raw")
 
 
 def _quote(value: Any) -> Quote:

@@ -2,7 +2,7 @@
 
 This file is the platform's descriptor; the code it names lives in this folder
 (``layout``, ``certtable``, ``evidence``, ``certs``, ``roots``, ``kds``, ``verify``,
-``claims``, ``policy``, ``bench``, ``demo``), in ``veritee/testing/snp.py`` (the emulated
+``claims``, ``policy``, ``bench``, ``demo``), in ``veritee/testing/snp/`` (the emulated
 platform), in ``veritee/attester/snp/`` (the guest's collectors) and in
 ``veritee/appraisal/policies/snp.rego`` (the default policy).
 """
@@ -38,6 +38,8 @@ PLATFORM = Platform(
     emulated_collector="veritee.attester.snp:EmulatedSnpCollector",
     fake_service="veritee.testing.snp:FakeKds",
     demo="veritee.tee.snp.demo:DEMO",
-    benchmarks=(("snp", "veritee.tee.snp.bench:BENCHMARK"),),
+    measure="veritee.tee.snp.measure_cli:SNP_APP",
+    benchmarks=(("snp", "veritee.tee.snp.bench:BENCHMARK"),
+                ("measure-snp", "veritee.tee.snp.bench_measure:BENCHMARK")),
     broker_guest="veritee.tee.snp.bench:broker_guest",
 )

@@ -60,6 +60,7 @@ from veritee.store import (
     Store,
     StoreConflictError,
     StoreUnavailableError,
+    check_resource_path,
 )
 from veritee.tee import Platform, Verifier, get_platform, get_verifier, platforms, tee_names
 
@@ -155,6 +156,10 @@ class Broker:
             )
         tee = _field(request, "tee", str)
         platform = _platform(tee)
+        if not platform.guest_attests:
+            raise problems.UnsupportedTee(
+                f"{platform.title} guests cannot attest themselves: their host relays the "
+                "launch measurement before the guest runs (see `veritee host --help`)")
         hash_algorithm = self._hash_algorithm(platform, _extra_params(request))
         now = self.clock()
         fields = ChallengeFields(
@@ -250,10 +255,29 @@ class Broker:
         digest = binding.runtime_data_digest(runtime_data, algorithm)
         expected = platform.report_data.expected(digest)
         started = time.perf_counter()
-        try:
+        bound: InitData | None = None
+
+        def verify() -> dict[str, Any]:
+            nonlocal bound
             claims = self._verify(session.tee, primary, expected, now, client=client)
             bound = _bind_init_data(platform, claims, init_data)
             _bind_challenge(platform, claims, session.nonce)
+            return claims
+
+        claims = self._verified(session, client, started, verify)
+        # Additional evidence no verifier checked stays out of the policy input and the token
+        # (it is bound into the report data above, and recorded as unverified in the audit).
+        presented = {k: v for k, v in runtime_data.items() if k != "additional-evidence"}
+        appraisal = self._appraise(session.tee, claims, presented, _init_data_input(bound), now)
+        token = self.issuer.issue({"cpu0": appraisal}, now=now)
+        return token, appraisal, time.perf_counter() - started
+
+    def _verified(self, session: Session, client: str, started: float,
+                  verify: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+        """``verify()``'s claims; its evidence or undecided error measured, audited and
+        raised as the problem the KBS protocol answers."""
+        try:
+            return dict(verify())
         except (EvidenceError, UndecidedError) as exc:
             self.metrics.attestation(session.tee, "rejected" if isinstance(exc, EvidenceError)
                                      else "undecided", time.perf_counter() - started)
@@ -263,12 +287,6 @@ class Broker:
             if isinstance(exc, UndecidedError):
                 raise problems.AttestationUndecided(detail) from exc
             raise problems.AttestationFailed(detail) from exc
-        # Additional evidence no verifier checked stays out of the policy input and the token
-        # (it is bound into the report data above, and recorded as unverified in the audit).
-        presented = {k: v for k, v in runtime_data.items() if k != "additional-evidence"}
-        appraisal = self._appraise(session.tee, claims, presented, _init_data_input(bound), now)
-        token = self.issuer.issue({"cpu0": appraisal}, now=now)
-        return token, appraisal, time.perf_counter() - started
 
     def resource(self, path: str, *, session_id: str | None, authorization: str | None,
                  client: str) -> dict[str, str]:
@@ -279,6 +297,20 @@ class Broker:
             claims = self._tokens.verify(token, now=now)
         except VeriteeError as exc:
             raise problems.TokenInvalid(f"{type(exc).__name__}: {exc.detail}") from exc
+        data = self._released(path, claims, client)
+        try:
+            sealed = jwe.encrypt(data, tee_pubkey_from_ear(claims))
+        except jwe.JweKeyError as exc:
+            raise problems.JweError(
+                f"the token's tee-pubkey cannot receive a JWE: {exc.detail}") from exc
+        except VeriteeError as exc:
+            raise problems.TokenInvalid(f"the token has no usable tee-pubkey: {exc.detail}"
+                                        ) from exc
+        return sealed
+
+    def _released(self, path: str, claims: Mapping[str, Any], client: str) -> bytes:
+        """The plaintext of ``path`` for a verified token's claims, if the resource policy
+        allows it (audited either way)."""
         segments = path.split("/")
         decision = self.engine.allow_resource(policy=self._resource_policy(), ear_claims=claims,
                                               path=segments)
@@ -298,16 +330,63 @@ class Broker:
         data = self.store.get_resource(path)
         if data is None:
             raise problems.ResourceNotFound(f"no resource at {path}")
-        try:
-            sealed = jwe.encrypt(data, tee_pubkey_from_ear(claims))
-        except jwe.JweKeyError as exc:
-            raise problems.JweError(
-                f"the token's tee-pubkey cannot receive a JWE: {exc.detail}") from exc
-        except VeriteeError as exc:
-            raise problems.TokenInvalid(f"the token has no usable tee-pubkey: {exc.detail}"
-                                        ) from exc
         self._audit_event("release", client, resource=path, verdict="release", failed=[], detail={})
-        return sealed
+        return data
+
+    # -- TEEs whose host attests for them (through the platform's own routes) -----------------
+
+    def attest_relayed(self, tee: str, verify: Callable[[], Mapping[str, Any]], *,
+                       session_id: str, nonce: str, expires_at: datetime,
+                       client: str) -> tuple[str, Appraisal]:
+        """Verify (``verify()`` returns the claims: a platform's own routes check a launch
+        measurement the host relayed, for a guest that cannot attest itself), appraise,
+        issue the EAR token and record the session, once: a second appraisal under
+        ``session_id`` is refused. Failures are measured and audited as ``attest`` does.
+
+        Raises:
+            problems.AttestationFailed, problems.AttestationUndecided: ``verify`` raised.
+            problems.SessionInvalid: ``session_id`` was appraised before.
+        """
+        now = self.clock()
+        session = Session(id=session_id, tee=tee, nonce=nonce, request={"tee": tee},
+                          state="attested", created_at=now, expires_at=expires_at,
+                          nonce_used=True)
+        started = time.perf_counter()
+        claims = self._verified(session, client, started, verify)
+        appraisal = self._appraise(tee, claims, None, None, now)
+        token = self.issuer.issue({"cpu0": appraisal}, now=now)
+        try:
+            blocking.last_step(lambda: self.store.create_session(replace(session, token=token)))
+        except StoreConflictError as exc:
+            self._audit("refuse", session, client, verdict="rejected", failed=["replay"],
+                        detail={"error": "session appraised before"})
+            raise problems.SessionInvalid(
+                f"session {session_id} was used already: start a new one") from exc
+        self.metrics.attestation(tee, appraisal.status, time.perf_counter() - started)
+        self.metrics.policy("attestation", appraisal.status)
+        self._audit("attest", session, client, verdict=appraisal.status,
+                    failed=[c.name for c in appraisal.failed()],
+                    detail=_attest_detail(appraisal, "", None))
+        return token, appraisal
+
+    def reference_values(self, name: str) -> list[Any]:
+        """The live reference values named ``name`` (empty when none)."""
+        return list(self._references.get(self.clock()).values.get(name, ()))
+
+    def release(self, token: str, paths: list[str], *, client: str) -> dict[str, bytes]:
+        """The plaintext of each resource in ``paths`` for an EAR token of this broker, each
+        through the resource policy as ``GET /kbs/v0/resource`` takes it: for a platform's
+        own routes that wrap secrets themselves (a launch secret the host injects)."""
+        try:
+            claims = self._tokens.verify(token, now=self.clock())
+        except VeriteeError as exc:
+            raise problems.TokenInvalid(f"{type(exc).__name__}: {exc.detail}") from exc
+        for path in paths:
+            try:
+                check_resource_path(path)
+            except VeriteeError as exc:
+                raise problems.InvalidPath(exc.detail) from exc
+        return {path: self._released(path, claims, client) for path in paths}
 
     # -- admin -------------------------------------------------------------------------------
 

@@ -25,6 +25,11 @@ Evidence comes from the hardware (the TEE's collector: Linux configfs-tsm, or th
 guest device) or, with --emulate, from an emulated TEE whose roots a broker trusts only when
 told to.
 
+For TEEs whose guest cannot attest itself (its host relayed the launch measurement and
+injected the secrets before the guest ran: see `veritee host --help`), no broker is asked:
+the secret is read where the guest's kernel exposes injected secrets, and --url is not
+needed.
+
 Exit status: 0 released; 1 refused by the broker (the reason is printed); 3 the broker or
 the TEE hardware could not be reached; 2 bad usage.
 """
@@ -42,7 +47,8 @@ def register(app: typer.Typer) -> None:
 
 def attest(
     *,
-    url: Annotated[str, typer.Option(help="The broker's base URL.")],
+    url: Annotated[str | None, typer.Option(
+        help="The broker's base URL (not needed for injected secrets).")] = None,
     resource: Annotated[str, typer.Option(help="Resource path: repository/type/tag.")],
     tee: Annotated[str, typer.Option(
         "--tee", metavar="TEE", show_default=False,
@@ -53,6 +59,9 @@ def attest(
         help="Write the secret to this file (mode 0600) instead of stdout.")] = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object (resource, released, bytes, error).")] = False,
+    secrets_dir: Annotated[Path | None, typer.Option(
+        "--secrets-dir", help="For injected secrets: the folder where the guest's kernel "
+        "exposes them (default: the platform's own).")] = None,
 ) -> None:
     from veritee.attester.kbs_client import (  # noqa: PLC0415 - HTTP loads only here
         KbsClient,
@@ -62,8 +71,14 @@ def attest(
     try:
         if output is not None:
             _check_writable(output)
-        with KbsClient(url, tee, _collector(tee, emulate)) as client:
-            secret = client.get_secret(resource)
+        injected = get_platform(tee).load("injected_secret")
+        if injected is not None:
+            secret = injected(resource, secrets_dir)
+        else:
+            if url is None:
+                raise MisuseError(f"--url is required: {tee} guests attest to a broker")
+            with KbsClient(url, tee, _collector(tee, emulate)) as client:
+                secret = client.get_secret(resource)
     except KbsClientError as exc:
         _fail(json_output, resource, exc, ExitCode.REJECTED)
     except (UndecidedError, CollectorError) as exc:

@@ -146,7 +146,20 @@ def guests() -> Iterator[tuple[str, DemoGuest]]:
 
 
 def attest(run: Demo, tee: str, guest: DemoGuest) -> Row:
-    """Run the KBS protocol for one guest; released when the secret decrypted and matched."""
+    """Run the KBS protocol for one guest (or its host's launch flow); released when the
+    secret decrypted and matched."""
+    if guest.launch is not None:
+        try:
+            secret = guest.launch(run.kbs.url, SECRET_PATH)
+        except VeriteeError as exc:
+            return _refused(tee, guest, f"{type(exc).__name__}: {exc.detail}")
+        if secret != run.secret:
+            return Row(tee, guest.name, "refused", "the injected secret did not match",
+                       guest.expect)
+        return Row(tee, guest.name, "released",
+                   f"{len(secret)}-byte secret injected at launch, read back in the guest",
+                   guest.expect)
+    assert guest.collector is not None
     with KbsClient(run.kbs.url, tee, guest.collector) as client:
         try:
             if guest.replay:

@@ -67,6 +67,9 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("measure", "veritee.cli.measure",
           "Compute the measurement a TEE will report, to use as a reference value.",
           needs="measure"),
+    Entry("host", "veritee.cli.host",
+          "Host-side helpers for guests that cannot attest themselves (launch secrets).",
+          needs="host"),
 )
 
 _ENTRIES = {entry.name: entry for entry in COMMANDS}

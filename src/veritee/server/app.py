@@ -48,7 +48,7 @@ from veritee.ratelimit import TokenBuckets
 from veritee.server.guards import BodyGuard, TrustedProxies
 from veritee.server.protocol import STATE_KEY as HTTP_LIMITS
 from veritee.store import AuditKind, AuditWriter, Store
-from veritee.tee import tee_names
+from veritee.tee import platforms, tee_names
 
 log = logging.getLogger("veritee.broker")
 #: Seconds an audit event may wait in memory before its batch is written (veritee.store.audit).
@@ -217,9 +217,11 @@ def make_app(broker: Broker, admin: AdminAuthenticator, config: Config) -> FastA
         raise ConfigError(f"[limits] trusted_proxies: {exc}") from exc
     _install_error_handlers(app)
     _add_routes(app, broker, admin, off_loop)
+    json_paths = _JSON_PATHS + _add_platform_routes(app, broker, off_loop)
+    app.state.json_paths = json_paths
     app.add_middleware(_MetricsMiddleware, metrics=broker.metrics)
     app.add_middleware(BodyGuard, limit=config.server.max_body_bytes,
-                       timeout=config.server.body_timeout_seconds, json_paths=_JSON_PATHS)
+                       timeout=config.server.body_timeout_seconds, json_paths=json_paths)
     return app
 
 
@@ -277,8 +279,9 @@ class _OffLoop:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _client(request: Request) -> str:
-    """The client's address: the peer, or what a trusted proxy says it forwarded for."""
+def client_address(request: Request) -> str:
+    """The client's address: the peer, or what a trusted proxy says it forwarded for (for
+    platforms' own routes too)."""
     peer = request.client.host if request.client else "unknown"
     proxies: TrustedProxies = request.app.state.proxies
     return proxies.client(peer, request.headers.getlist("x-forwarded-for"))
@@ -316,12 +319,25 @@ def _add_routes(app: FastAPI, broker: Broker, admin: AdminAuthenticator,
     _add_ops_routes(app, broker, off_loop)
 
 
+def _add_platform_routes(app: FastAPI, broker: Broker, run: _OffLoop) -> tuple[str, ...]:
+    """The routes platforms add of their own (a descriptor's ``routes``: a function
+    ``(app, broker, run)`` returning the path prefixes whose bodies are JSON)."""
+    added: list[str] = []
+    seen: set[str] = set()
+    for platform in platforms():
+        if platform.routes is None or platform.routes in seen:
+            continue
+        seen.add(platform.routes)  # one function may serve several TEEs of a room
+        added += platform.load("routes")(app, broker, run)
+    return tuple(added)
+
+
 def _add_kbs_routes(app: FastAPI, broker: Broker, run: _OffLoop) -> None:
     @app.post("/kbs/v0/auth", response_model=Challenge, tags=["kbs"],
               summary="Request: get a challenge (in a sealed session cookie)")
     async def auth(body: AuthRequest, request: Request) -> JSONResponse:
         challenge = broker.auth(body.model_dump(by_alias=True, exclude_none=True),
-                                client=_client(request))  # no store, no I/O: on the loop
+                                client=client_address(request))  # no store, no I/O: on the loop
         out = JSONResponse(challenge.body)
         out.set_cookie(SESSION_COOKIE, challenge.session_id, path="/kbs/v0", httponly=True,
                        expires=format_datetime(challenge.expires_at, usegmt=True))
@@ -333,7 +349,7 @@ def _add_kbs_routes(app: FastAPI, broker: Broker, run: _OffLoop) -> None:
         session_id = request.cookies.get(SESSION_COOKIE)
         token = await run(broker.attest, session_id,
                           body.model_dump(by_alias=True, exclude_none=True),
-                          client=_client(request))
+                          client=client_address(request))
         out = JSONResponse({"token": token})
         if session_id:
             out.set_cookie(SESSION_COOKIE, session_id, path="/kbs/v0", httponly=True)
@@ -346,7 +362,7 @@ def _add_kbs_routes(app: FastAPI, broker: Broker, run: _OffLoop) -> None:
         path = _resource_path(repository, kind, tag)
         sealed = await run(broker.resource, path, session_id=request.cookies.get(SESSION_COOKIE),
                            authorization=request.headers.get("authorization"),
-                           client=_client(request))
+                           client=client_address(request))
         return JSONResponse(sealed)
 
 
@@ -633,7 +649,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         content_type = request.headers.get("content-type", "")
-        if request.url.path.startswith(_JSON_PATHS) and "json" not in content_type:
+        if request.url.path.startswith(request.app.state.json_paths) and \
+                "json" not in content_type:
             return _problem_response(problems.UnsupportedMediaType(
                 f"send the body as application/json (got {content_type or 'no content type'})"))
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []

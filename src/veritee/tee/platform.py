@@ -112,6 +112,10 @@ class Platform:
     # -- the guest side --
     collector: str | None = None
     """``module:class`` collecting evidence from this machine's hardware (``veritee attest``)."""
+    injected_secret: str | None = None
+    """``module:function`` ``(resource path, folder or None) -> bytes``: a secret the host
+    injected before the guest ran, read inside the guest (``veritee attest`` asks no
+    broker); the folder overrides where the guest's kernel exposes such secrets."""
 
     # -- the broker --
     challenge: str | None = None
@@ -125,8 +129,16 @@ class Platform:
     challenge nonce whose hook data it answers; the broker requires this session's nonce
     there (an answer to another session's challenge is refused). None: no such claim."""
     routes: str | None = None
-    """``module:function`` adding routes of the TEE's own to the broker app (e.g. SEV's
-    host-side pre-attestation)."""
+    """``module:function`` ``(app, broker, run)`` adding routes of the TEE's own to the
+    broker app (e.g. a host-side pre-attestation flow); ``run`` calls a blocking function
+    off the event loop."""
+    guest_attests: bool = True
+    """False: the guest cannot produce evidence itself (its host relays a launch
+    measurement through the TEE's own ``routes`` before it runs); ``/kbs/v0/auth`` refuses
+    the TEE, naming that flow."""
+    host: str | None = None
+    """``module:attribute`` of a Typer app whose commands join ``veritee host`` (the
+    host-side helpers of a pre-attestation flow)."""
 
     # -- testing without hardware --
     emulated_roots: str | None = None
@@ -168,7 +180,8 @@ class Platform:
 
 #: The slots that hold one import string.
 IMPORT_SLOTS: Final = ("verifier", "policy_native", "policy_input", "summary_formats",
-                       "collateral", "measure", "collector", "challenge", "routes",
+                       "collateral", "measure", "collector", "injected_secret",
+                       "challenge", "routes", "host",
                        "emulated_roots", "emulator", "emulated_collector", "fake_service",
                        "demo", "broker_guest")
 
@@ -196,13 +209,17 @@ class DemoGuest:
     """One guest the demo attests through its broker, and the outcome it must get."""
 
     name: str
-    collector: Collector
+    collector: Collector | None
+    """None: the guest cannot attest itself (``launch`` does)."""
     expect: Literal["released", "refused"]
     replay: bool = False
     """Bind the evidence to an earlier challenge (a replay the broker must refuse)."""
     because: str = ""
     """Text a refusal's reason must contain (the error class, the failed check); empty: any
     refusal is as expected."""
+    launch: Callable[[str, str], bytes] | None = None
+    """For a guest its host launches (``guest_attests=False``): ``(broker URL, resource
+    path) -> the secret the guest read back``, raising a VeriteeError when refused."""
 
 
 class DemoSpec(Protocol):

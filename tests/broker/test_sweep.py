@@ -24,6 +24,9 @@ JSON_ENDPOINTS = [
     ("POST", "/kbs/v0/resource-policy", True),
     ("POST", "/kbs/v0/reference-value", True),
     ("POST", "/kbs/v0/policy-test", True),
+    # A platform's own routes (the SEV host side).
+    ("POST", "/sev/v0/session", False),
+    ("POST", "/sev/v0/secret", False),
 ]
 WRONG_TYPES: list[Any] = [None, 1, "text", [], [1, 2], True, {"version": 1, "tee": ["snp"]},
                           {"runtime-data": "x", "tee-evidence": 3}, {"policy_id": 5, "policy": {}},

@@ -1,4 +1,6 @@
-"""AMD SEV-SNP: attestation reports signed by the VCEK or VLEK, chained to AMD's pinned roots.
+"""AMD SEV-SNP: attestation reports signed by the VCEK or VLEK, chained to AMD's pinned roots;
+and the two earlier generations, AMD SEV and SEV-ES, whose host relays a launch measurement
+before the guest runs (``sev_*`` modules, ``session``, ``sevcert``, ``qmp``, ``host_cli``).
 
 This file is the platform's descriptor; the code it names lives in this folder
 (``layout``, ``certtable``, ``evidence``, ``certs``, ``roots``, ``kds``, ``verify``,
@@ -10,7 +12,7 @@ platform), in ``veritee/attester/snp/`` (the guest's collectors) and in
 from veritee.binding import ReportDataRule
 from veritee.tee.platform import InitDataRule, Platform
 
-PLATFORM = Platform(
+SNP = Platform(
     tee="snp",
     room="snp",
     title="AMD SEV-SNP",
@@ -43,3 +45,34 @@ PLATFORM = Platform(
                 ("measure-snp", "veritee.tee.snp.bench_measure:BENCHMARK")),
     broker_guest="veritee.tee.snp.bench:broker_guest",
 )
+
+
+def _sev(tee: str, title: str, verifier: str, measure: str, demo: str) -> Platform:
+    """SEV and SEV-ES: the same pieces, told apart by the guest policy's ES bit."""
+    return Platform(
+        tee=tee, room="snp", title=title, verifier=verifier, measure=measure, demo=demo,
+        # No report data: the measurement is checked under the session's TIK (the rule is
+        # never used, as /kbs/v0 refuses these TEEs).
+        report_data=ReportDataRule(32, "exact"),
+        hash_algorithm="sha256",
+        guest_attests=False,
+        evidence_help=(
+            "the launch measurement a host relays: JSON with measurement (query-sev-launch-"
+            "measure's 48 bytes), api-major, api-minor, build-id, policy, launch-digest, and "
+            "the broker's launch-id or the guest owner's tik"),
+        policy="sev.rego",
+        summary=("launch_digest", "policy", "debug", "es", "api_major", "api_minor",
+                 "build_id", "product", "key_source", "emulated"),
+        injected_secret="veritee.attester.snp.injected:read_resource",
+        routes="veritee.tee.snp.sev_routes:add_routes",
+        host="veritee.tee.snp.host_cli:APP",
+        emulated_roots="veritee.testing.snp.sev:emulated_sev_roots",
+    )
+
+
+SEV = _sev("sev", "AMD SEV", "veritee.tee.snp.sev_verify:SevVerifier",
+           "veritee.tee.snp.measure_cli:SEV_APP", "veritee.tee.snp.sev_demo:SEV_DEMO")
+SEV_ES = _sev("sev-es", "AMD SEV-ES", "veritee.tee.snp.sev_verify:SevEsVerifier",
+              "veritee.tee.snp.measure_cli:SEV_ES_APP", "veritee.tee.snp.sev_demo:SEV_ES_DEMO")
+
+PLATFORMS = (SNP, SEV, SEV_ES)

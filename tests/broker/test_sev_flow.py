@@ -15,9 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from support.broker import RunningBroker, running_broker, unique_path
-from veritee.appraisal import shipped_policy
-from veritee.encoding import b64url
+from support.broker import RunningBroker, running_broker
+from support.sev import provision_sev
 from veritee.tee.snp.host_cli import BrokerRefusedError, SevBroker
 from veritee.tee.snp.sev_launch import secret_guid
 from veritee.testing.snp.sev import SevFirmware
@@ -36,22 +35,9 @@ def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
 
 @pytest.fixture(scope="module")
 def path(kbs: RunningBroker) -> str:
-    resource = unique_path("sev")
     digests = [g.launch_digest().hex() for g in GENUINE.values()]
-    with kbs.admin() as admin:
-        for tee in ("sev", "sev-es"):
-            answer = admin.post("/kbs/v0/attestation-policy", json={
-                "type": "rego", "policy_id": f"default_{tee}",
-                "policy": b64url(shipped_policy("sev.rego").encode())})
-            assert answer.status_code == 200, answer.text
-        answer = admin.post("/kbs/v0/reference-value", json={
-            "sev_launch_digest": [*digests, NOT_OPTED_IN.launch_digest().hex()],
-            "sev_accept_host_relayed": digests, "allow_emulated": [True]})
-        assert answer.status_code == 200, answer.text
-        answer = admin.post(f"/kbs/v0/resource/{resource}", content=SECRET,
-                            headers={"Content-Type": "application/octet-stream"})
-        assert answer.status_code == 200, answer.text
-    return resource
+    return provision_sev(kbs, SECRET, known=[*digests, NOT_OPTED_IN.launch_digest().hex()],
+                         opted_in=digests)
 
 
 @pytest.mark.parametrize("tee", ["sev", "sev-es"])

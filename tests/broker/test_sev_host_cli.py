@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from support.broker import RunningBroker, running_broker, unique_path
-from veritee.appraisal import shipped_policy
+from support.broker import RunningBroker, running_broker
+from support.sev import provision_sev
 from veritee.cli.main import app
-from veritee.encoding import b64url
 from veritee.tee.snp import session
 from veritee.testing.snp.qmp import FakeQmpServer
 from veritee.testing.snp.sev import SevFirmware
@@ -69,21 +68,8 @@ def kbs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
 
 @pytest.fixture(scope="module")
 def path(kbs: RunningBroker) -> str:
-    resource = unique_path("sev")
     digest = GUEST.launch_digest().hex()
-    with kbs.admin() as admin:
-        for call in (
-            admin.post("/kbs/v0/attestation-policy", json={
-                "type": "rego", "policy_id": "default_sev-es",
-                "policy": b64url(shipped_policy("sev.rego").encode())}),
-            admin.post("/kbs/v0/reference-value", json={
-                "sev_launch_digest": [digest], "sev_accept_host_relayed": [digest],
-                "allow_emulated": [True]}),
-            admin.post(f"/kbs/v0/resource/{resource}", content=SECRET,
-                       headers={"Content-Type": "application/octet-stream"}),
-        ):
-            assert call.status_code == 200, call.text
-    return resource
+    return provision_sev(kbs, SECRET, known=[digest], opted_in=[digest])
 
 
 def _host(*args: str) -> dict:

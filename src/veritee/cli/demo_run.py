@@ -153,12 +153,7 @@ def attest(run: Demo, tee: str, guest: DemoGuest) -> Row:
             secret = guest.launch(run.kbs.url, SECRET_PATH)
         except VeriteeError as exc:
             return _refused(tee, guest, f"{type(exc).__name__}: {exc.detail}")
-        if secret != run.secret:
-            return Row(tee, guest.name, "refused", "the injected secret did not match",
-                       guest.expect)
-        return Row(tee, guest.name, "released",
-                   f"{len(secret)}-byte secret injected at launch, read back in the guest",
-                   guest.expect)
+        return _released(run, tee, guest, secret, "injected at launch, read back in the guest")
     assert guest.collector is not None
     with KbsClient(run.kbs.url, tee, guest.collector) as client:
         try:
@@ -172,12 +167,16 @@ def attest(run: Demo, tee: str, guest: DemoGuest) -> Row:
             return _refused(tee, guest, _reason(exc))
         except VeriteeError as exc:
             return _refused(tee, guest, f"{type(exc).__name__}: {exc.detail}")
+    return _released(run, tee, guest, secret,
+                     f"released; token {_token_summary(attested.token)}")
+
+
+def _released(run: Demo, tee: str, guest: DemoGuest, secret: bytes, how: str) -> Row:
+    """Released only when the secret is the one the demo stored."""
     if secret != run.secret:
-        return Row(tee, guest.name, "refused", "the released secret did not match",
+        return Row(tee, guest.name, "refused", "the secret the guest got did not match",
                    guest.expect)
-    return Row(tee, guest.name, "released",
-               f"{len(secret)}-byte secret released; token {_token_summary(attested.token)}",
-               guest.expect)
+    return Row(tee, guest.name, "released", f"{len(secret)}-byte secret {how}", guest.expect)
 
 
 def _refused(tee: str, guest: DemoGuest, reason: str) -> Row:

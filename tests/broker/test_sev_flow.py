@@ -166,3 +166,20 @@ def test_a_body_that_is_not_json_is_refused(kbs: RunningBroker) -> None:
     assert answer.status_code in (400, 413, 415), answer.text
 
 
+
+
+def test_an_attestation_report_cannot_stand_in_for_the_measurement(
+        kbs: RunningBroker, path: str) -> None:
+    """The secret is bound to this launch's TIK: a PEK-signed report (even a valid one)
+    in the secret request is not evidence there."""
+    from veritee.testing.snp.sev_host import SevEmulator
+
+    broker, request, _ = _relayed(kbs, path)
+    report = json.loads(SevEmulator("sev").emulate(report_data=None, host_data=None,
+                                                   knobs=()).evidence)
+    forged = {k: v for k, v in request.items() if k != "measurement"} | report
+    with pytest.raises(BrokerRefusedError) as refused:
+        broker.secret(forged)
+    broker.close()
+    assert refused.value.http_status == 401
+    assert "measurement" in refused.value.detail

@@ -23,6 +23,8 @@ from veritee.errors import (
     MalformedEvidenceError,
     MisuseError,
     SignatureError,
+    UnsupportedVersionError,
+    UntrustedRootError,
     VeriteeError,
 )
 from veritee.evidence import Evidence, decode_evidence
@@ -30,6 +32,7 @@ from veritee.tee import get_verifier
 from veritee.tee.snp import sev_launch
 from veritee.tee.snp.session import launch_measure
 from veritee.tee.snp.sev_verify import SevEsVerifier, SevVerifier
+from veritee.testing.snp.sev_host import SevEmulator
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 # sevctl's measurement vector (research note §3.3, first row): API 1.40, build 40, policy 3.
@@ -192,3 +195,79 @@ def test_arbitrary_json_gives_only_typed_errors(document: Any) -> None:
 def test_arbitrary_launch_ids_are_refused(text: str) -> None:
     with pytest.raises(VeriteeError):
         sev_launch.open_launch_id(text, KEY, now=NOW)
+
+
+# -- the PEK-signed attestation report (query-sev-attestation-report) -----------------------
+
+MNONCE = bytes(range(16))
+
+
+def _report(tee: str = "sev", knobs: tuple[str, ...] = ()) -> dict[str, Any]:
+    emulator = SevEmulator(tee)  # type: ignore[arg-type]
+    emulated = emulator.emulate(report_data=MNONCE, host_data=None, knobs=knobs)
+    document: dict[str, Any] = json.loads(emulated.evidence)
+    return document
+
+
+def _trusting(tee: str = "sev") -> SevVerifier:
+    return get_verifier(tee, trust_emulated=True)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("tee", ["sev", "sev-es"])
+def test_an_emulated_report_verifies_to_the_emulated_root(tee: str) -> None:
+    claims = _trusting(tee).verify(Evidence.from_json(_report(tee)), report_data=MNONCE,
+                                   collateral=CollateralSource(), now=NOW).to_dict()
+    assert claims["key_source"] == "pek-report" and claims["emulated"] is True
+    assert claims["mnonce"] == MNONCE.hex() and claims["product"] == "rome"
+    assert claims["measure"] is None and claims["build_id"] is None
+    assert claims["es"] is (tee == "sev-es")
+
+
+@pytest.mark.parametrize(("name", "build", "error"), [
+    ("pinned roots only", lambda: (_report(), get_verifier("sev"), MNONCE),
+     UntrustedRootError),
+    ("a flipped signature", lambda: (_report(knobs=("bad_signature",)), _trusting(), MNONCE),
+     SignatureError),
+    ("an ARK nobody pinned", lambda: (_report(knobs=("other_root",)), _trusting(), MNONCE),
+     UntrustedRootError),
+    ("another MNONCE", lambda: (_report(), _trusting(), bytes(16)), BindingError),
+    ("a 15-byte MNONCE", lambda: (_report(), _trusting(), bytes(15)), MisuseError),
+    ("an sev report to sev-es", lambda: (_report(), _trusting("sev-es"), MNONCE),
+     BindingError),
+    ("a truncated report", lambda: ({**_report(), "report": base64.b64encode(
+        base64.b64decode(_report()["report"])[:-1]).decode()}, _trusting(), MNONCE),
+     MalformedEvidenceError),
+    ("reserved bytes set", lambda: ({**_report(), "report": _poke(_report()["report"], 0x3C)},
+                                    _trusting(), MNONCE), MalformedEvidenceError),
+    ("another signer usage", lambda: ({**_report(), "report": _poke(_report()["report"],
+                                                                    0x34)},
+                                      _trusting(), MNONCE), UnsupportedVersionError),
+    ("a flipped launch digest", lambda: ({**_report(), "report": _poke(_report()["report"],
+                                                                       0x10)},
+                                         _trusting(), MNONCE), SignatureError),
+    ("no chain", lambda: ({"report": _report()["report"]}, _trusting(), MNONCE),
+     MalformedEvidenceError),
+])
+def test_reports_that_do_not_hold(name: str, build: Any, error: type[Exception]) -> None:
+    document, verifier, nonce = build()
+    with pytest.raises(error):
+        verifier.verify(Evidence.from_json(document), report_data=nonce,
+                        collateral=CollateralSource(), now=NOW)
+
+
+def _poke(text: str, offset: int) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[offset] ^= 1
+    return base64.b64encode(bytes(raw)).decode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_report_bytes_give_only_typed_errors(data: bytes) -> None:
+    document = {**_REPORT, "report": base64.b64encode(data).decode()}
+    with pytest.raises(VeriteeError):
+        _trusting().verify(Evidence.from_json(document), report_data=None,
+                           collateral=CollateralSource(), now=NOW)
+
+
+_REPORT = _report()

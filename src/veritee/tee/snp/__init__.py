@@ -47,10 +47,14 @@ SNP = Platform(
 )
 
 
-def _sev(tee: str, title: str, verifier: str, measure: str, demo: str) -> Platform:
-    """SEV and SEV-ES: the same pieces, told apart by the guest policy's ES bit."""
+def _sev(tee: str, title: str, verifier: str, symbol: str) -> Platform:
+    """SEV and SEV-ES: the same pieces, told apart by the guest policy's ES bit
+    (``symbol``: ``SEV`` or ``SEV_ES``, the suffix of their apps, demo and emulator)."""
     return Platform(
-        tee=tee, room="snp", title=title, verifier=verifier, measure=measure, demo=demo,
+        tee=tee, room="snp", title=title, verifier=f"veritee.tee.snp.sev_verify:{verifier}",
+        measure=f"veritee.tee.snp.measure_cli:{symbol}_APP",
+        demo=f"veritee.tee.snp.sev_demo:{symbol}_DEMO",
+        emulator=f"veritee.testing.snp.sev_host:{symbol}_EMULATOR",
         # No report data: the measurement is checked under the session's TIK (the rule is
         # never used, as /kbs/v0 refuses these TEEs).
         report_data=ReportDataRule(32, "exact"),
@@ -59,7 +63,8 @@ def _sev(tee: str, title: str, verifier: str, measure: str, demo: str) -> Platfo
         evidence_help=(
             "the launch measurement a host relays: JSON with measurement (query-sev-launch-"
             "measure's 48 bytes), api-major, api-minor, build-id, policy, launch-digest, and "
-            "the broker's launch-id or the guest owner's tik"),
+            "the broker's launch-id or the guest owner's tik; or the PEK-signed attestation "
+            "report (query-sev-attestation-report) with the platform chain: {report, chain}"),
         policy="sev.rego",
         summary=("launch_digest", "policy", "debug", "es", "api_major", "api_minor",
                  "build_id", "product", "key_source", "emulated"),
@@ -70,9 +75,7 @@ def _sev(tee: str, title: str, verifier: str, measure: str, demo: str) -> Platfo
     )
 
 
-SEV = _sev("sev", "AMD SEV", "veritee.tee.snp.sev_verify:SevVerifier",
-           "veritee.tee.snp.measure_cli:SEV_APP", "veritee.tee.snp.sev_demo:SEV_DEMO")
-SEV_ES = _sev("sev-es", "AMD SEV-ES", "veritee.tee.snp.sev_verify:SevEsVerifier",
-              "veritee.tee.snp.measure_cli:SEV_ES_APP", "veritee.tee.snp.sev_demo:SEV_ES_DEMO")
+SEV = _sev("sev", "AMD SEV", "SevVerifier", "SEV")
+SEV_ES = _sev("sev-es", "AMD SEV-ES", "SevEsVerifier", "SEV_ES")
 
 PLATFORMS = (SNP, SEV, SEV_ES)

@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from veritee.broker import problems
-from veritee.errors import EvidenceError, VeriteeError
+from veritee.errors import EvidenceError, MisuseError, VeriteeError
 from veritee.evidence import Evidence
 from veritee.tee import get_verifier
 from veritee.tee.snp import session, sev_launch
@@ -41,6 +41,9 @@ PREFIX: Final = "/sev/v0"
 TEES: Final = ("sev", "sev-es")
 #: How long a launch session may wait for its measurement (QEMU loads the firmware first).
 LAUNCH_SECONDS: Final = 600
+#: The fields of a relayed launch measurement (the rest of a request is not evidence).
+RELAYED_FIELDS: Final = ("launch-id", "measurement", "api-major", "api-minor", "build-id",
+                         "policy", "launch-digest")
 #: At most this many resources go into one launch secret.
 MAX_RESOURCES: Final = 16
 
@@ -93,8 +96,9 @@ class SevLaunchService:
         except EvidenceError as exc:
             raise problems.SessionInvalid(f"{type(exc).__name__}: {exc.detail}") from exc
         wanted = _resources(request)
-        evidence = dict(request)
-        evidence.pop("resources", None)
+        # Only the relayed measurement's fields: the secret is bound to *this* launch's TIK,
+        # so no other evidence form (an attestation report) may stand in for it.
+        evidence = {k: request[k] for k in RELAYED_FIELDS if k in request}
         if "launch-digest" not in evidence:
             evidence["launch-digest"] = [
                 v for v in self.broker.reference_values(REFERENCE_NAME) if isinstance(v, str)]
@@ -104,6 +108,9 @@ class SevLaunchService:
         def verify() -> dict[str, Any]:
             claims = verifier.verify(Evidence.from_json(evidence), report_data=None,
                                      collateral=self.broker.collateral, now=now)
+            if claims.key_source != "broker-session" or claims.measure is None:
+                raise MisuseError("the launch secret needs a measurement checked under this "
+                                  "launch's TIK")
             checked["measure"] = bytes.fromhex(claims.measure)
             return claims.to_dict()
 

@@ -13,12 +13,15 @@ class SevClaims:
     launch_digest: str
     """The SHA-256 launch digest (hex) the firmware measured: what ``veritee measure sev`` /
     ``sev-es`` computes from the firmware, kernel, initrd, command line (and VMSAs)."""
-    measure: str
-    """LAUNCH_MEASURE's HMAC (hex), checked under the TIK."""
+    measure: str | None
+    """LAUNCH_MEASURE's HMAC (hex), checked under the TIK (None for an attestation
+    report)."""
     mnonce: str
     api_major: int
     api_minor: int
-    build_id: int
+    build_id: int | None
+    """The firmware build (None for an attestation report, which does not carry it; its
+    API version is then the PEK certificate's)."""
     policy: int
     """The guest policy (u32) the firmware launched with."""
     policy_flags: dict[str, Any]
@@ -32,7 +35,8 @@ class SevClaims:
     """The platform's product line (from the chain that signed its PDH), or ``unknown``."""
     key_source: str
     """``broker-session``: the TIK is the broker's own (a launch id); ``owner-tik``: the
-    guest owner supplied it."""
+    guest owner supplied it; ``pek-report``: an attestation report signed by the
+    platform's PEK, whose chain verified to a pinned ARK."""
     launch_id: str | None = None
     """The launch session's id (``broker-session``)."""
     emulated: bool = False

@@ -47,6 +47,8 @@ from veritee.errors import (
 from veritee.evidence import Evidence, json_bytes
 from veritee.tee.snp import session, sev_launch, sevcert, sevroots
 from veritee.tee.snp.sev_claims import SevClaims
+from veritee.tee.snp.sev_report import SIZE as REPORT_SIZE
+from veritee.tee.snp.sev_report import AttestationReport
 from veritee.tee.snp.sevcert import SevRoot, VerifiedPlatform
 
 #: The reference values holding the launch digests a broker tries when the host names none.
@@ -150,9 +152,12 @@ class SevVerifier:
 
     def verify(self, evidence: Evidence, *, report_data: bytes | None,
                collateral: CollateralSource, now: datetime) -> SevClaims:
+        document = evidence.json if evidence.form == "json" else None
+        if isinstance(document, Mapping) and "report" in document:
+            return self._verify_report(document, report_data)
         if report_data is not None:
-            raise MisuseError("SEV and SEV-ES launches carry no report data: they are "
-                              "attested by their host before they run")
+            raise MisuseError("a relayed launch measurement carries no report data (an "
+                              "attestation report carries a 16-byte MNONCE)")
         launch = parse_launch(evidence)
         self.check_policy(launch.policy)
         tik, opened = self._tik(launch, now)
@@ -167,6 +172,28 @@ class SevVerifier:
             key_source="broker-session" if opened else "owner-tik",
             launch_id=opened.session_id if opened else None,
             emulated=opened.emulated if opened else False)
+
+    def _verify_report(self, document: Mapping[str, Any],
+                       report_data: bytes | None) -> SevClaims:
+        """The attestation-report form: ``{"report", "chain" | "pdh" + "cert-chain"}``."""
+        report = AttestationReport.parse(json_bytes(document["report"], "report", REPORT_SIZE))
+        chain_fields = {k: document[k] for k in ("chain", "pdh", "cert-chain") if k in document}
+        chain = sevcert.chain_from_fields(chain_fields)
+        platform = sevcert.verify_platform_chain(chain, roots=self.roots)
+        report.verify_signed_by(chain)
+        if report_data is not None:
+            if len(report_data) != len(report.mnonce):
+                raise MisuseError(f"--report-data is {len(report_data)} bytes; a SEV report's "
+                                  "MNONCE is 16")
+            report.check_nonce(report_data)
+        self.check_policy(report.policy)
+        flags = session.SevPolicy.from_int(report.policy)
+        return SevClaims(
+            tee=self.tee, launch_digest=report.launch_digest.hex(), measure=None,
+            mnonce=report.mnonce.hex(), api_major=platform.pek_api[0],
+            api_minor=platform.pek_api[1], build_id=None, policy=report.policy,
+            policy_flags=flags.to_claims(), debug=not flags.nodbg, es=flags.es,
+            product=platform.product, key_source="pek-report", emulated=platform.emulated)
 
     def _tik(self, launch: RelayedLaunch,
              now: datetime) -> tuple[bytes, sev_launch.LaunchId | None]:

@@ -499,15 +499,16 @@ def verify_slot(cert: SevCert, signer: Usage, key: SevPublicKey, signer_name: st
         if slot.algo not in _ECDSA_ALGOS:
             raise ChainError(f"the {cert.name}'s {signer.name} signature is algo {slot.algo:#x}, "
                              "but the signer's key is ECDSA")
-        ok = _ecdsa_verifies(key, slot.signature, cert.signed_bytes, hash_algorithm)
+        ok = ecdsa_le_verifies(key, slot.signature, cert.signed_bytes, hash_algorithm)
     if not ok:
         raise SignatureError(
             f"the {cert.name}'s signature does not verify under the {signer_name} key "
             f"({hash_algorithm.name})")
 
 
-def _ecdsa_verifies(key: ec.EllipticCurvePublicKey, signature: bytes, message: bytes,
-                    hash_algorithm: hashes.HashAlgorithm) -> bool:
+def ecdsa_le_verifies(key: ec.EllipticCurvePublicKey, signature: bytes, message: bytes,
+                      hash_algorithm: hashes.HashAlgorithm) -> bool:
+    """An ECDSA signature in AMD's form (R and S, 72 bytes each, little-endian) verifies."""
     r, s = _le(signature[:COORD_SIZE]), _le(signature[COORD_SIZE:2 * COORD_SIZE])
     if not (r and s):
         return False
@@ -735,9 +736,20 @@ def _select_root(chain: SevChain, roots: tuple[SevRoot, ...],
         names = ", ".join(sorted({r.product for r in roots})) or "none"
         raise MisuseError(f"no SEV root for product {product!r} (roots: {names})")
     if chain.ark is not None:
-        ark = chain.ark.to_bytes()
-        candidates = tuple(r for r in candidates if r.ark.to_bytes() == ark)
-        if not candidates:
+        # The signed part (header, key) is compared, and the chain's own self-signature
+        # checked: RSA-PSS signatures are randomised, so two genuine copies of one ARK may
+        # differ in their signature bytes (the emulated roots are signed in each process).
+        ark = chain.ark.signed_bytes
+        candidates = tuple(r for r in candidates if r.ark.signed_bytes == ark)
+        if candidates:
+            try:
+                chain.ark.verify_signed_by(chain.ark)
+            except SignatureError as exc:
+                raise UntrustedRootError(
+                    f"the chain's ARK (key id {chain.ark.key_id.hex()}) has a pinned ARK's "
+                    "key but its self-signature does not verify: it is not a pinned ARK"
+                ) from exc
+        else:
             raise UntrustedRootError(
                 f"the chain's ARK (key id {chain.ark.key_id.hex()}, sha256 "
                 f"{chain.ark.sha256[:16]}…) is not a pinned ARK")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -33,6 +34,7 @@ from veritee.tee.snp.sevcert import (
     SevChain,
     SevRoot,
     Usage,
+    sign_bytes,
 )
 
 #: The emulated product lines (names as the real ones; every root says ``emulated``).
@@ -268,6 +270,19 @@ class SevFirmware:
         except Exception:
             self._state = "failed"
             raise
+
+    def attestation_report(self, mnonce: bytes) -> bytes:
+        """ATTESTATION (SEV API ≥ 0.23): the launch digest and ``mnonce`` signed by the PEK
+        (:mod:`veritee.tee.snp.sev_report`); after LAUNCH_MEASURE."""
+        if self._state not in ("lsecret", "running"):
+            raise MisuseError(f"ATTESTATION in state {self._state.upper()}; it needs LSECRET")
+        if len(mnonce) != 16:
+            raise MisuseError(f"the report's MNONCE is 16 bytes, not {len(mnonce)}")
+        head = mnonce + self.launch_digest + struct.pack("<III", self._policy, Usage.PEK,
+                                                         Algo.ECDSA_SHA256)
+        # Signed: MNONCE, LAUNCH_DIGEST and POLICY ([0x00, 0x34)).
+        signature = sign_bytes(self.keys.pek, Algo.ECDSA_SHA256, head[:0x34])[:144]
+        return head + bytes(4) + signature
 
     @property
     def launch_digest(self) -> bytes:

@@ -9,15 +9,18 @@ per vCPU, so the launch digest is the one ``veritee measure sev`` / ``sev-es`` c
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from veritee.tee.snp import session
 from veritee.tee.snp.launch import Configuration, KernelHashes, LaunchMeasurer
 from veritee.tee.snp.ovmf import Ovmf, parse_ovmf
 from veritee.tee.snp.vmsa import BSP_EIP, vcpu_signature, vmsa_page
+from veritee.testing import Emulated
 from veritee.testing.snp.ovmf import build_ovmf
 from veritee.testing.snp.sev import SevFirmware
 
@@ -117,4 +120,74 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-__all__ = ["EmulatedSevGuest", "default_policy"]
+
+
+# -- `veritee emulate sev | sev-es`: a PEK-signed attestation report ------------------------
+
+#: Defects a knob puts into the emulated evidence, and the error a verifier raises.
+KNOBS: Final = {
+    "bad_signature": "flip a bit of the report's signature (SignatureError)",
+    "other_root": "a platform chain whose ARK is not pinned (UntrustedRootError)",
+    "debug": "a guest policy that allows debugging (verifies; the policy refuses it)",
+}
+
+
+@dataclass(frozen=True)
+class SevEmulator:
+    """The :class:`veritee.testing.Emulator` of ``sev`` / ``sev-es``: an emulated launch of
+    :class:`EmulatedSevGuest` on :class:`SevFirmware`, then the firmware's attestation
+    report over ``--report-data`` (the 16-byte MNONCE, zeros by default), with the
+    platform's chain: ``{"report", "chain"}``, as base64."""
+
+    tee: SevTee
+
+    @property
+    def knobs(self) -> dict[str, str]:
+        return dict(KNOBS)
+
+    def emulate(self, *, report_data: bytes | None, host_data: bytes | None,
+                knobs: Sequence[str]) -> Emulated:
+        unknown = sorted(set(knobs) - set(KNOBS))
+        if unknown:
+            raise ValueError(f"unknown knob(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(KNOBS)}")
+        if host_data is not None:
+            raise ValueError(f"{self.tee} has no host data")
+        mnonce = bytes(16) if report_data is None else report_data
+        if len(mnonce) != 16:
+            raise ValueError(f"--report-data is {len(mnonce)} bytes; a SEV report's MNONCE "
+                             "is 16")
+        policy = default_policy(self.tee) & ~NODBG if "debug" in knobs else None
+        guest = EmulatedSevGuest(self.tee, policy=policy)
+        firmware = SevFirmware(seed="other-platform" if "other_root" in knobs else
+                               "platform-1")
+        owner = session.create_session(firmware.keys.pdh.public_key(), guest.guest_policy)
+        firmware.launch_start(owner.godh_cert, owner.blob, guest.guest_policy)
+        guest.load(firmware)
+        firmware.launch_measure()
+        report = bytearray(firmware.attestation_report(mnonce))
+        if "bad_signature" in knobs:
+            report[0x40] ^= 1
+        chain = firmware.export_full()
+        if "other_root" in knobs:
+            chain = _foreign_ark(chain)
+        document = {"report": _b64(bytes(report)), "chain": _b64(chain)}
+        return Emulated(json.dumps(document, indent=2).encode() + b"\n",
+                        "SEV attestation report JSON")
+
+
+def _foreign_ark(chain: bytes) -> bytes:
+    """The chain with its ARK's KEY_ID changed (so it is no pinned or emulated ARK)."""
+    from veritee.tee.snp.sevcert import parse_chain  # noqa: PLC0415
+
+    parsed = parse_chain(chain)
+    assert parsed.ark is not None
+    ark = bytearray(parsed.ark.to_bytes())
+    ark[0x04] ^= 0xFF
+    return chain[: len(chain) - len(ark)] + bytes(ark)
+
+
+SEV_EMULATOR = SevEmulator("sev")
+SEV_ES_EMULATOR = SevEmulator("sev-es")
+
+__all__ = ["SEV_EMULATOR", "SEV_ES_EMULATOR", "EmulatedSevGuest", "SevEmulator", "default_policy"]

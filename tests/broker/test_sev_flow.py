@@ -183,3 +183,14 @@ def test_an_attestation_report_cannot_stand_in_for_the_measurement(
     broker.close()
     assert refused.value.http_status == 401
     assert "measurement" in refused.value.detail
+
+
+def test_two_resources_under_one_guid_are_refused(kbs: RunningBroker, path: str) -> None:
+    """Two entries under one GUID would let the guest read the wrong secret."""
+    broker, request, _ = _relayed(kbs, path)
+    clash = {**request, "resources": [path, {"resource": "other/key/x",
+                                              "guid": str(secret_guid(path))}]}
+    answer = httpx.post(f"{kbs.url}/sev/v0/secret", json=clash)
+    broker.close()
+    assert answer.status_code == 400
+    assert "share one secret-table GUID" in answer.json()["detail"]

@@ -351,6 +351,14 @@ def _show(value: Any) -> str:
 # -- sev-session ---------------------------------------------------------------------------------
 
 
+#: Options both commands take.
+Deadline = Annotated[float, typer.Option(
+    metavar="SECONDS", help="Stop retrying the broker after this long.")]
+QmpTimeout = Annotated[float, typer.Option(
+    metavar="SECONDS", help="How long one QMP command may take.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
 @APP.command("sev-session", help=prose(SESSION_HELP), epilog=EPILOG)
 def sev_session(
     *,
@@ -368,11 +376,9 @@ def sev_session(
     pdh: Annotated[Path | None, typer.Option(metavar="FILE", help="The PDH certificate.")] = None,
     cert_chain: Annotated[Path | None, typer.Option(
         metavar="FILE", help="PEK ‖ OCA ‖ CEK, with --pdh.")] = None,
-    deadline: Annotated[float, typer.Option(
-        metavar="SECONDS", help="Stop retrying the broker after this long.")] = 60.0,
-    qmp_timeout: Annotated[float, typer.Option(
-        metavar="SECONDS", help="How long one QMP command may take.")] = 10.0,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    deadline: Deadline = 60.0,
+    qmp_timeout: QmpTimeout = 10.0,
+    json_output: JsonOutput = False,
 ) -> None:
     try:
         policy_value = _policy(policy, tee)
@@ -511,11 +517,9 @@ def sev_launch(
         "broker should check this one rather than its reference values.")] = None,
     no_cont: Annotated[bool, typer.Option(
         "--no-cont", help="Leave the guest paused after injecting.")] = False,
-    deadline: Annotated[float, typer.Option(
-        metavar="SECONDS", help="Stop retrying the broker after this long.")] = 60.0,
-    qmp_timeout: Annotated[float, typer.Option(
-        metavar="SECONDS", help="How long one QMP command may take.")] = 10.0,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    deadline: Deadline = 60.0,
+    qmp_timeout: QmpTimeout = 10.0,
+    json_output: JsonOutput = False,
 ) -> None:
     from veritee.tee.snp.qmp import QmpClient  # noqa: PLC0415
 

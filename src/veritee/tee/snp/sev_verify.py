@@ -213,11 +213,14 @@ class SevVerifier:
 
     def _matching_digest(self, launch: RelayedLaunch, tik: bytes) -> bytes:
         for digest in launch.digests:
-            expected = session.launch_measure(tik, launch.api_major, launch.api_minor,
-                                              launch.build_id, launch.policy, digest,
-                                              launch.mnonce)
-            if _equal(expected, launch.measure):
-                return digest
+            try:
+                session.check_launch_measure(
+                    launch.measure, tik=tik, api_major=launch.api_major,
+                    api_minor=launch.api_minor, build_id=launch.build_id, policy=launch.policy,
+                    launch_digest=digest, mnonce=launch.mnonce)
+            except SignatureError:
+                continue
+            return digest
         if not launch.digests:
             raise CollateralMissingError(
                 f"no launch digest to check the measurement against: name one, or add "
@@ -238,12 +241,6 @@ class SevEsVerifier(SevVerifier):
     """SEV-ES launches: the same check, the ES bit required."""
 
     tee: ClassVar[str] = "sev-es"
-
-
-def _equal(a: bytes, b: bytes) -> bool:
-    import hmac  # noqa: PLC0415
-
-    return hmac.compare_digest(a, b)
 
 
 def _required(document: Mapping[str, Any], name: str) -> Any:

@@ -25,8 +25,9 @@ from veritee.testing.snp.ovmf import build_ovmf
 from veritee.testing.snp.sev import SevFirmware
 
 SevTee = Literal["sev", "sev-es"]
-#: Guest policy bits (research note §3.5): NODBG, NOKS, ES.
-NODBG, NOKS, ES = 0x1, 0x2, 0x4
+#: Guest policy bits (research note §3.5), as :class:`~veritee.tee.snp.session.SevPolicy`
+#: encodes them.
+NODBG, NOKS, ES = (session.SevPolicy(**{bit: True}).to_int() for bit in ("nodbg", "noks", "es"))
 
 
 def default_policy(tee: SevTee) -> int:
